@@ -1,0 +1,120 @@
+"""Result types shared from the model to the server's JSON encoder.
+
+Frozen dataclasses with times in seconds from the start of the stream. They stay typed all the
+way to the wire; `to_dict`/`from_dict` are the only conversion to and from JSON-ready dicts.
+Azimuth is in degrees, counter-clockwise from the array's +x axis, in [0, 360).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word."""
+
+    text: str
+    start: float  # seconds
+    end: float  # seconds
+    conf: float = 1.0  # in [0, 1]
+    speaker: str | None = None  # diarisation label, e.g. "S1"
+    azimuth: float | None = None  # degrees, CCW from array +x, [0, 360)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Word":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of speech closed by an endpoint: its words and their joined text."""
+
+    id: int
+    start: float
+    end: float
+    words: tuple[Word, ...] = ()
+    speaker: str | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "speaker": self.speaker,
+            "words": [w.to_dict() for w in self.words],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Segment":
+        return cls(
+            id=int(data["id"]),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            words=tuple(Word.from_dict(w) for w in data.get("words", [])),
+            speaker=data.get("speaker"),
+        )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A speaker turn (one RTTM line): who spoke from `start` to `end`, and from where."""
+
+    speaker: str
+    start: float
+    end: float
+    azimuth: float | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Turn":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A whole recording's result: segments and speaker turns."""
+
+    segments: tuple[Segment, ...] = ()
+    turns: tuple[Turn, ...] = field(default_factory=tuple)
+    duration: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.words)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "duration": self.duration,
+            "segments": [s.to_dict() for s in self.segments],
+            "turns": [t.to_dict() for t in self.turns],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Transcript":
+        return cls(
+            segments=tuple(Segment.from_dict(s) for s in data.get("segments", [])),
+            turns=tuple(Turn.from_dict(t) for t in data.get("turns", [])),
+            duration=float(data.get("duration", 0.0)),
+        )
