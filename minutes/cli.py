@@ -20,6 +20,7 @@ from minutes.logs import LOG_FORMATS, setup_logging
 # name -> module that defines `register(subparsers)`. Add a line when a subcommand works.
 COMMANDS: dict[str, str] = {
     "serve": "server.cli",
+    "corpus": "corpus.cli",
 }
 
 
