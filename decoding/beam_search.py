@@ -1,0 +1,258 @@
+"""Streaming beam search for the transducer, with LM fusion, ILME and hotwords as scorers.
+
+Modified beam search (at most one non-blank symbol per encoder frame, as in k2/icefall's
+`modified_beam_search`): at every frame each of the K hypotheses is expanded by blank and by
+every token, the K best of the K·V candidates survive, and candidates that spell the same
+token sequence are merged by log-adding their scores. One symbol per frame keeps the step a
+fixed-size batched tensor operation, which is what makes it cheap enough to stream.
+
+The search is batched across streams: `BeamSearch.search(streams, enc, lengths)` advances every
+stream through its frames of the current chunk with one joiner call and one predictor call per
+frame for all hypotheses of all streams. Each stream's state (`BeamStream`) is carried from chunk
+to chunk, so the server runs it exactly as it runs greedy search. Scores of the parts are kept
+apart (acoustic, LM, ILM, hotword) for n-best output and for MWER training.
+
+The model is seen through `TransducerView` (predictor step, joiner, internal LM), so this file
+does not depend on how the transducer is built; `decoding/transducer_view.py` adapts ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from decoding.hotwords import HotwordTrie, TrieNode
+from decoding.options import DecodingOptions
+from decoding.scorers import ExternalLM, fusion_rows, ilm_log_probs
+
+__all__ = ["TransducerView", "Hypothesis", "BeamStream", "BeamSearch", "greedy_search"]
+
+
+class TransducerView(Protocol):
+    """What search needs from a transducer. Shapes: N hypotheses, Dp/De model dims, V outputs."""
+
+    blank: int
+    vocab_size: int
+
+    def predictor_init(self, n: int) -> tuple[torch.Tensor, Any]:
+        """(pred_out (N, Dp), state) after the start-of-sequence symbol."""
+
+    def predictor_step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Feed tokens (N,) → (pred_out (N, Dp), state)."""
+
+    def select_state(self, state: Any, idx: torch.Tensor) -> Any: ...
+
+    def scatter_state(self, state: Any, idx: torch.Tensor, new: Any) -> Any: ...
+
+    def cat_states(self, states: Sequence[Any]) -> Any: ...
+
+    def joiner(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """enc (N, De), pred (N, Dp) → logits (N, V)."""
+
+    def ilm_logits(self, pred: torch.Tensor) -> torch.Tensor:
+        """pred (N, Dp) → logits (N, V) of the joiner without the encoder contribution."""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One search result: tokens with their encoder-frame times and the parts of its score."""
+
+    tokens: tuple[int, ...]
+    score: float  # what the search ranked by (all parts, weighted)
+    am_score: float  # log P_transducer of this alignment family (merged paths log-added)
+    lm_score: float = 0.0  # Σ log P_LM(y_u | y_<u), unweighted
+    ilm_score: float = 0.0  # Σ log P_ILM(y_u | y_<u), unweighted
+    hotword_score: float = 0.0  # biasing bonus, after the end-of-hypothesis correction
+    frames: tuple[int, ...] = ()  # encoder frame (from stream start) where each token was emitted
+
+
+@dataclass
+class BeamStream:
+    """Per-stream search state, carried between chunks. Tensors have one row per hypothesis."""
+
+    opts: DecodingOptions
+    trie: HotwordTrie | None
+    tokens: list[tuple[int, ...]]
+    frames: list[tuple[int, ...]]
+    total: torch.Tensor  # (K,)
+    am: torch.Tensor
+    lm: torch.Tensor
+    ilm: torch.Tensor
+    hot: torch.Tensor
+    pred_out: torch.Tensor  # (K, Dp)
+    pred_state: Any
+    lm_rows: torch.Tensor | None = None  # (K, V) log P_LM of the next token
+    lm_state: Any = None
+    ilm_rows: torch.Tensor | None = None  # (K, V) log P_ILM of the next token
+    nodes: list[TrieNode] = field(default_factory=list)
+    t: int = 0  # encoder frames consumed so far
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+
+class BeamSearch:
+    """Modified beam search over a `TransducerView`, with an optional external LM."""
+
+    def __init__(self, view: TransducerView, lm: ExternalLM | None = None) -> None:
+        self.view = view
+        self.lm = lm
+
+    @torch.no_grad()
+    def new_stream(self, opts: DecodingOptions, trie: HotwordTrie | None = None) -> BeamStream:
+        pred_out, state = self.view.predictor_init(1)
+        z = torch.zeros(1)
+        s = BeamStream(opts, trie if trie else None, [()], [()], z.clone(), z.clone(), z.clone(),
+                       z.clone(), z.clone(), pred_out, state)
+        if opts.lm_weight and self.lm is not None:
+            s.lm_rows, s.lm_state = self.lm.init(1)
+        if opts.ilm_weight:
+            s.ilm_rows = ilm_log_probs(self.view.ilm_logits(pred_out), self.view.blank)
+        if s.trie is not None:
+            s.nodes = [s.trie.root]
+        return s
+
+    @torch.no_grad()
+    def search(self, streams: Sequence[BeamStream], enc: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Advance each stream through its valid frames. enc (S, T, De), lengths (S,)."""
+        lengths = lengths.tolist()
+        for t in range(max(lengths, default=0)):
+            active = [i for i, n in enumerate(lengths) if t < n]
+            self._frame([streams[i] for i in active], enc[active, t])
+
+    def _frame(self, streams: Sequence[BeamStream], enc_t: torch.Tensor) -> None:
+        view, blank, V = self.view, self.view.blank, self.view.vocab_size
+        counts = [s.size for s in streams]
+        pred = torch.cat([s.pred_out for s in streams])
+        logp = view.joiner(enc_t.repeat_interleave(torch.tensor(counts), 0), pred).log_softmax(-1)
+        emitting: list[tuple[BeamStream, torch.Tensor, torch.Tensor]] = []
+        off = 0
+        for s, n in zip(streams, counts):
+            rows = logp[off:off + n]
+            off += n
+            src, tok = self._select(s, rows, V, blank)
+            emit = (tok != blank).nonzero().squeeze(1)
+            if len(emit):
+                emitting.append((s, emit, tok[emit]))
+            s.t += 1
+        if emitting:
+            self._advance(emitting)
+
+    def _select(self, s: BeamStream, rows: torch.Tensor, V: int, blank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pick the K best expansions of one stream, merge duplicates, reorder its state."""
+        hot_rows = None
+        if s.trie is not None:
+            hot_rows = torch.stack([s.trie.bonus_row(nd, V) for nd in s.nodes])
+        fus = fusion_rows(s.opts, blank, tuple(rows.shape), s.lm_rows, s.ilm_rows, hot_rows)
+        cand = s.total.unsqueeze(1) + rows + (fus if fus is not None else 0.0)
+        top = cand.reshape(-1).topk(min(s.opts.beam_size, cand.numel()))
+        src_l, tok_l = (top.indices // V).tolist(), (top.indices % V).tolist()
+        keep: dict[tuple[int, ...], int] = {}
+        srcs, toks, tot, am, lm, ilm, hot, tokens, frames, nodes = [], [], [], [], [], [], [], [], [], []
+        for score, i, k in zip(top.values.tolist(), src_l, tok_l):
+            seq = s.tokens[i] if k == blank else s.tokens[i] + (k,)
+            a = float(s.am[i] + rows[i, k])
+            j = keep.get(seq)
+            if j is not None:  # same text by another path: log-add (LM parts are equal)
+                tot[j] = float(torch.logaddexp(torch.tensor(tot[j]), torch.tensor(score)))
+                am[j] = float(torch.logaddexp(torch.tensor(am[j]), torch.tensor(a)))
+                continue
+            keep[seq] = len(srcs)
+            srcs.append(i), toks.append(k), tot.append(score), am.append(a), tokens.append(seq)
+            nonblank = k != blank
+            lm.append(float(s.lm[i] + (s.lm_rows[i, k] if nonblank and s.lm_rows is not None else 0.0)))
+            ilm.append(float(s.ilm[i] + (s.ilm_rows[i, k] if nonblank and s.ilm_rows is not None else 0.0)))
+            h = float(s.hot[i])
+            if s.trie is not None:
+                node = s.nodes[i]
+                if nonblank:
+                    b, node = s.trie.advance(node, k)
+                    h += b
+                nodes.append(node)
+            hot.append(h)
+            frames.append(s.frames[i] + ((s.t,) if nonblank else ()))
+        src = torch.tensor(srcs)
+        s.tokens, s.frames, s.nodes = tokens, frames, nodes
+        s.total, s.am, s.lm, s.ilm, s.hot = (torch.tensor(x) for x in (tot, am, lm, ilm, hot))
+        s.pred_out = s.pred_out.index_select(0, src)
+        s.pred_state = self.view.select_state(s.pred_state, src)
+        if s.lm_rows is not None:
+            s.lm_rows = s.lm_rows.index_select(0, src)
+            s.lm_state = self.lm.select(s.lm_state, src)
+        if s.ilm_rows is not None:
+            s.ilm_rows = s.ilm_rows.index_select(0, src)
+        return src, torch.tensor(toks)
+
+    def _advance(self, emitting: list[tuple[BeamStream, torch.Tensor, torch.Tensor]]) -> None:
+        """One batched predictor (and LM) step for every hypothesis that emitted a token."""
+        view = self.view
+        toks = torch.cat([t for _, _, t in emitting])
+        state = view.cat_states([view.select_state(s.pred_state, e) for s, e, _ in emitting])
+        out, state = view.predictor_step(toks, state)
+        ilm = None
+        if any(s.ilm_rows is not None for s, _, _ in emitting):
+            ilm = ilm_log_probs(view.ilm_logits(out), view.blank)
+        lm_group = [(j, s, e, t) for j, (s, e, t) in enumerate(emitting) if s.lm_rows is not None]
+        off, lm_off = 0, 0
+        offsets = []
+        for s, e, _ in emitting:
+            offsets.append(off)
+            off += len(e)
+        for (s, e, _), o in zip(emitting, offsets):
+            rng = torch.arange(o, o + len(e))
+            s.pred_out = s.pred_out.index_copy(0, e, out[rng])
+            s.pred_state = view.scatter_state(s.pred_state, e, view.select_state(state, rng))
+            if s.ilm_rows is not None:
+                s.ilm_rows = s.ilm_rows.index_copy(0, e, ilm[rng])
+        if lm_group:
+            lm_toks = torch.cat([t for _, _, _, t in lm_group])
+            lm_state = self._cat_lm([self.lm.select(s.lm_state, e) for _, s, e, _ in lm_group])
+            rows, lm_state = self.lm.step(lm_state, lm_toks)
+            for _, s, e, _ in lm_group:
+                rng = torch.arange(lm_off, lm_off + len(e))
+                lm_off += len(e)
+                s.lm_rows = s.lm_rows.index_copy(0, e, rows[rng])
+                s.lm_state = self.lm.scatter(s.lm_state, e, self.lm.select(lm_state, rng))
+
+    @staticmethod
+    def _cat_lm(states: list[Any]) -> Any:
+        if isinstance(states[0], torch.Tensor):
+            return torch.cat(states)
+        return [x for st in states for x in st]
+
+    def nbest(self, s: BeamStream, n: int | None = None) -> list[Hypothesis]:
+        """The stream's best hypotheses so far, best first (partial matches of hotwords undone)."""
+        hyps = []
+        for i in range(s.size):
+            corr = s.trie.final_bonus(s.nodes[i]) if s.trie is not None else 0.0
+            hyps.append(Hypothesis(s.tokens[i], float(s.total[i]) + corr, float(s.am[i]), float(s.lm[i]),
+                                   float(s.ilm[i]), float(s.hot[i]) + corr, s.frames[i]))
+        hyps.sort(key=lambda h: h.score, reverse=True)
+        return hyps[: (n or s.opts.nbest)]
+
+
+@torch.no_grad()
+def greedy_search(view: TransducerView, enc: torch.Tensor, lengths: torch.Tensor,
+                  max_symbols: int = 1) -> list[list[int]]:
+    """Batched greedy search (reference and baseline). enc (B, T, De) → token lists."""
+    B = enc.size(0)
+    pred, state = view.predictor_init(B)
+    out: list[list[int]] = [[] for _ in range(B)]
+    for t in range(enc.size(1)):
+        live = torch.tensor([t < int(n) for n in lengths])
+        for _ in range(max_symbols):
+            k = view.joiner(enc[:, t], pred).argmax(-1)
+            emit = live & (k != view.blank)
+            if not emit.any():
+                break
+            idx = emit.nonzero().squeeze(1)
+            p, st = view.predictor_step(k[idx], view.select_state(state, idx))
+            pred = pred.index_copy(0, idx, p)
+            state = view.scatter_state(state, idx, st)
+            for i in idx.tolist():
+                out[i].append(int(k[i]))
+            live = emit
+    return out

@@ -1,0 +1,63 @@
+"""Decoding options: one frozen dataclass that picks the search and its scorers.
+
+Options arrive per request (the `start` message of a stream, or a REST call), so nothing in
+them may require reloading a model: the LM is loaded once with the recogniser, and λ's,
+hotwords and beam size only change how hypotheses are scored. Per-call overrides go through
+`dataclasses.replace` (or `DecodingOptions.from_dict`), in the manner of whisper's options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = ["DecodingOptions", "SEARCHES"]
+
+SEARCHES = ("greedy", "beam")
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to search the transducer's output lattice for one stream."""
+
+    search: str = "greedy"  # "greedy" | "beam" (modified beam search, one symbol per frame)
+    beam_size: int = 4  # hypotheses kept per stream after every frame
+    nbest: int = 1  # hypotheses returned by `result()` / the n-best list (≤ beam_size)
+    lm_weight: float = 0.0  # λ_T: shallow fusion weight of the external LM, + λ_T log P_LM(y)
+    ilm_weight: float = 0.0  # λ_I: internal-LM estimate subtracted, − λ_I log P_ILM(y) (ILME)
+    length_reward: float = 0.0  # added per emitted token; offsets the LM's bias to short outputs
+    hotwords: tuple[str, ...] = ()  # words/phrases to boost (normalised text), per session
+    hotword_score: float = 2.0  # log-score bonus per matched token of a hotword
+    max_symbols_per_frame: int = 3  # greedy only: cap on emissions in one encoder frame
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {self.search!r}")
+        if self.beam_size < 1 or self.nbest < 1:
+            raise ValueError("beam_size and nbest must be ≥ 1")
+        if self.nbest > self.beam_size:
+            object.__setattr__(self, "nbest", self.beam_size)
+        if self.lm_weight < 0 or self.ilm_weight < 0 or self.hotword_score < 0:
+            raise ValueError("lm_weight, ilm_weight and hotword_score must be ≥ 0")
+        if isinstance(self.hotwords, (list, str)):
+            words = [self.hotwords] if isinstance(self.hotwords, str) else self.hotwords
+            object.__setattr__(self, "hotwords", tuple(words))
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.lm_weight > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hotwords"] = list(self.hotwords)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, base: "DecodingOptions | None" = None) -> "DecodingOptions":
+        """Options from a JSON-ready dict (unknown keys ignored), over `base` if given."""
+        base = base or cls()
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in (data or {}).items() if k in names}
+        if "hotwords" in kw:
+            kw["hotwords"] = tuple(kw["hotwords"] or ())
+        return replace(base, **kw)
