@@ -1,0 +1,6 @@
+#!/bin/sh
+# The image's entrypoint, and what tests/test_nginx_replicas.py starts outside Docker: the
+# server, configured by MINUTES_* environment variables (host, port, model store, jobs
+# database...); arguments are passed on as `minutes serve` flags.
+set -eu
+exec minutes serve "$@"
