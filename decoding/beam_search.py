@@ -119,6 +119,9 @@ class BeamSearch:
     def search(self, streams: Sequence[BeamStream], enc: torch.Tensor, lengths: torch.Tensor) -> None:
         """Advance each stream through its valid frames. enc (S, T, De), lengths (S,)."""
         lengths = lengths.tolist()
+        prepare = getattr(self.view, "prepare_encoder", None)
+        if prepare is not None:  # e.g. the joiner's encoder projection, once per chunk
+            enc = prepare(enc)
         for t in range(max(lengths, default=0)):
             active = [i for i, n in enumerate(lengths) if t < n]
             self._frame([streams[i] for i in active], enc[active, t])
@@ -239,6 +242,8 @@ def greedy_search(view: TransducerView, enc: torch.Tensor, lengths: torch.Tensor
                   max_symbols: int = 1) -> list[list[int]]:
     """Batched greedy search (reference and baseline). enc (B, T, De) → token lists."""
     B = enc.size(0)
+    prepare = getattr(view, "prepare_encoder", None)
+    enc = prepare(enc) if prepare is not None else enc
     pred, state = view.predictor_init(B)
     out: list[list[int]] = [[] for _ in range(B)]
     for t in range(enc.size(1)):
