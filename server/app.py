@@ -2,20 +2,66 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from engine import Engine, EngineConfig
 from minutes import __version__
+from server import ws_stream, ws_vosk
 from server.config import ServerConfig
+from server.context import ServerContext
+from server.errors import install_handlers
+from server.jobs import JobQueue
+from server.limits import StreamSlots
+from server.metrics import Metrics
+from server.routes import files, health, models
+
+log = logging.getLogger("minutes.server")
+WEB = Path(__file__).resolve().parents[1] / "clients" / "web"
+
+
+def engine_config(config: ServerConfig) -> EngineConfig:
+    return EngineConfig(store=config.model_store, model=config.model, max_batch=config.max_batch,
+                        loop_interval_ms=config.loop_interval_ms, threads=config.threads,
+                        diarisation=config.diarisation)
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
-    app = FastAPI(title="minutes", version=__version__)
-    app.state.config = config
+    metrics = Metrics()
+    ctx = ServerContext(config, Engine(engine_config(config), metrics.observe_decode), metrics,
+                        StreamSlots(config.max_streams, config.max_streams_per_key))
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        ctx.engine.start()
+        ctx.jobs = JobQueue(ctx, config.jobs_db, config.jobs_dir)
+        ctx.jobs.start()
+        log.info("minutes %s serving on %s:%d (model %r from %s)", __version__, config.host, config.port,
+                 config.model, config.model_store)
+        try:
+            yield
+        finally:
+            await ctx.jobs.stop()
+            ctx.engine.stop()
+
+    app = FastAPI(title="minutes", version=__version__, lifespan=lifespan,
+                  description="Streaming meeting transcription. WebSocket protocol: docs/protocol.md.")
+    app.state.config = config
+    app.state.ctx = ctx
+    install_handlers(app, metrics.error)
+    for module in (health, models, files, ws_stream, ws_vosk):
+        app.include_router(module.router)
+    if (WEB / "index.html").is_file():  # the clients' demo page, when it is there
+        app.mount("/demo", StaticFiles(directory=WEB, html=True), name="demo")
+
+        @app.get("/", include_in_schema=False)
+        def root() -> RedirectResponse:
+            return RedirectResponse("/demo/")
 
     return app

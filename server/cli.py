@@ -29,5 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_config=None)
+    # Frames far over the limit are cut by the WebSocket layer (close 1009); those merely over
+    # it reach the session, which refuses them with a `message_too_large` error and goes on.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_config=None,
+                ws_max_size=8 * config.max_message_bytes)
     return 0

@@ -13,9 +13,36 @@ class ServerConfig:
     model: str = field(default="default", metadata={"help": "model name in the store"})
     model_store: Path = field(default=Path("store"), metadata={"help": "model store directory"})
     workers: int = field(default=1, metadata={"help": "uvicorn worker processes"})
+    # batching worker (sherpa-onnx's max-batch-size / loop-interval)
+    max_batch: int = field(default=32, metadata={"help": "most streams decoded in one batched call"})
+    loop_interval_ms: float = field(default=10.0, metadata={"help": "decoder's wait for work when idle (ms)"})
+    threads: int = field(default=1, metadata={"help": "torch threads of the decoder"})
+    diarisation: bool = field(default=True, metadata={"help": "use the online diariser when available"})
+    # limits
+    max_streams: int = field(default=64, metadata={"help": "concurrent streams (both WebSocket endpoints)"})
+    max_streams_per_key: int = field(default=0, metadata={"help": "concurrent streams per API key (0: no cap)"})
+    max_message_bytes: int = field(default=1 << 20, metadata={"help": "largest binary WebSocket message"})
+    max_session_seconds: float = field(default=4 * 3600.0, metadata={"help": "longest stream (seconds of audio)"})
+    idle_timeout_seconds: float = field(default=30.0, metadata={"help": "close a stream silent for this long"})
+    max_upload_bytes: int = field(default=200 << 20, metadata={"help": "largest upload (REST)"})
+    max_sync_seconds: float = field(default=600.0, metadata={"help": "longest file /v1/transcriptions accepts"})
+    vosk_sample_rate: int = field(default=8000, metadata={"help": "Vosk endpoint's rate before a config message"})
+    # auth
+    api_keys: list[str] = field(default_factory=list, metadata={"help": "accepted API keys (empty: open)"})
+    # jobs
+    jobs_db: Path = field(default=Path("data/jobs.sqlite"), metadata={"help": "SQLite file of async jobs"})
+    jobs_dir: Path = field(default=Path("data/jobs"), metadata={"help": "where uploaded job files are kept"})
 
     def __post_init__(self) -> None:
         if not (0 < self.port < 65536):
             raise ValueError(f"port must be in 1..65535, not {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+        for name in ("max_batch", "threads", "max_streams", "max_message_bytes", "max_upload_bytes", "vosk_sample_rate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("loop_interval_ms", "max_session_seconds", "idle_timeout_seconds", "max_sync_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.max_streams_per_key < 0:
+            raise ValueError("max_streams_per_key must be >= 0")

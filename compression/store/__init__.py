@@ -1,0 +1,13 @@
+"""The model store: a directory of versioned, checksummed model artefacts.
+
+Layout: `<root>/<name>/<version>/manifest.json` beside the artefact's files. The server
+resolves a model by name (newest version unless one is asked for), verifies every file's
+sha256 against the manifest, and hands the folder to `decoding.recogniser.Recogniser.load`.
+Pruned or quantised variants are new names (or versions) whose manifest says what they were
+made from (`base`) and how (`compression`), so `GET /v1/models` can show the trade-offs.
+"""
+
+from compression.store.manifest import Manifest, file_sha256
+from compression.store.store import ChecksumError, ModelStore, StoreError, UnknownModelError
+
+__all__ = ["ChecksumError", "Manifest", "ModelStore", "StoreError", "UnknownModelError", "file_sha256"]

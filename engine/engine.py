@@ -1,0 +1,236 @@
+"""`Engine`: models from the store, the batching worker, and per-stream pipelines.
+
+Built once when the server starts. Loading the default model happens in the background so the
+server answers `/healthz` at once and `/readyz` says 503 until (unless) a model is loaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from compression.store import ModelStore, StoreError, UnknownModelError
+from compression.store.manifest import Manifest
+from engine.config import EngineConfig
+from engine.spec import StreamSpec
+from engine.stream import EngineStream, Sink
+from engine.worker import BatchWorker, DecodeObserver
+
+log = logging.getLogger("minutes.engine")
+
+
+class EngineError(Exception):
+    """A request the engine cannot serve; `code` is the protocol's error code."""
+
+    code = "internal"
+
+
+class ModelUnavailable(EngineError):
+    code = "model_unavailable"
+
+
+class UnknownModel(EngineError):
+    code = "unknown_model"
+
+
+@dataclass
+class LoadedModel:
+    """A recogniser loaded from the store, shared by every stream that uses it."""
+
+    name: str
+    manifest: Manifest
+    recogniser: Any  # decoding.recogniser.Recogniser
+    accepts_options: bool  # new_stream takes options (hotwords)
+
+    def stream_kwargs(self, spec: StreamSpec) -> dict[str, Any]:
+        if not self.accepts_options or not spec.hotwords:
+            return {}
+        return {"options": self.stream_options(spec)}
+
+    def stream_options(self, spec: StreamSpec) -> Any:
+        """The recogniser's default decoding options with this stream's hotwords."""
+        from decoding.options import DecodingOptions
+
+        base = getattr(self.recogniser, "options", None)
+        base = base if isinstance(base, DecodingOptions) else None
+        return DecodingOptions.from_dict({"hotwords": list(spec.hotwords)}, base=base)
+
+    @property
+    def hotwords_supported(self) -> bool:
+        return self.accepts_options
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, observer: DecodeObserver | None = None):
+        self.config = config
+        self.store = ModelStore(config.store)
+        self.worker = BatchWorker(config.max_batch, config.loop_interval_ms, observer, on_start=self._thread_setup)
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._load_lock = threading.Lock()
+        self._diariser: Any = None
+        self.diarisation_reason = "diarisation is off in the server's configuration"
+        self.status = "starting"  # starting | loading | ready | no_model
+        self.reason = "starting"
+        self._started = False
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker and load the default model in the background."""
+        if self._started:
+            return
+        self._started = True
+        self.worker.start()
+        threading.Thread(target=self._load_default, name="minutes-model-loader", daemon=True).start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def _thread_setup(self) -> None:
+        pass  # torch threads are set when torch is first imported (in _load)
+
+    def _load_default(self) -> None:
+        self.status, self.reason = "loading", f"loading model {self.config.model!r}"
+        try:
+            self.model(self.config.model)
+        except EngineError as exc:
+            self.status, self.reason = "no_model", f"no model loaded: {exc}"
+            log.warning("no model loaded: %s (the server runs; /readyz answers 503)", exc)
+            return
+        self.status = "ready"
+        self.reason = f"model {self.config.model!r} loaded"
+        self._setup_diariser()
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    # -- models ----------------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        out = []
+        for m in self.store.list():
+            d = m.summary()
+            d["loaded"] = m.name in self._models and self._models[m.name].manifest.version == m.version
+            versions = self.store.versions(m.name)
+            if len(versions) > 1:
+                d["versions"] = versions
+            out.append(d)
+        return out
+
+    def loaded(self, name: str) -> bool:
+        return name in self._models
+
+    def model(self, name: str | None = None) -> LoadedModel:
+        """The loaded model `name` (the default when None), loading it if needed (blocking)."""
+        name = name or self.config.model
+        with self._load_lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            loaded = self._load(name)
+            self._models[name] = loaded
+            while len(self._models) > self.config.max_models:
+                dropped, _ = self._models.popitem(last=False)  # streams still using it keep it alive
+                log.info("model %s unloaded (max_models=%d)", dropped, self.config.max_models)
+            return loaded
+
+    def _load(self, name: str) -> LoadedModel:
+        try:
+            folder, manifest = self.store.resolve(name, verify=self.config.verify_checksums)
+        except UnknownModelError as exc:
+            if name == self.config.model:
+                raise ModelUnavailable(str(exc)) from exc
+            raise UnknownModel(str(exc)) from exc
+        except StoreError as exc:
+            raise ModelUnavailable(str(exc)) from exc
+        t0 = time.perf_counter()
+        try:
+            import torch
+
+            torch.set_num_threads(self.config.threads)
+            from decoding.recogniser import Recogniser
+
+            rec = Recogniser.load(Path(folder))
+        except Exception as exc:  # an artefact the recogniser cannot read is "unavailable", not a crash
+            log.exception("loading model %s/%s failed", name, manifest.version)
+            raise ModelUnavailable(f"model {name!r} could not be loaded: {exc}") from exc
+        accepts = "options" in inspect.signature(rec.new_stream).parameters
+        log.info("model %s/%s loaded in %.1fs (%s)", name, manifest.version, time.perf_counter() - t0,
+                 manifest.architecture)
+        return LoadedModel(name, manifest, rec, accepts)
+
+    # -- diarisation -----------------------------------------------------------------------
+    def _setup_diariser(self) -> None:
+        if not self.config.diarisation:
+            return
+        try:
+            from diarisation.online import OnlineDiariser
+        except Exception as exc:
+            self.diarisation_reason = f"diarisation is not available on this server ({exc.__class__.__name__})"
+            return
+        try:
+            self._diariser = _build_diariser(OnlineDiariser)
+            self.diarisation_reason = ""
+        except Exception as exc:
+            log.exception("online diariser could not be built")
+            self.diarisation_reason = f"diarisation is not available on this server: {exc}"
+
+    @property
+    def diarisation_available(self) -> bool:
+        return self._diariser is not None
+
+    # -- streams ---------------------------------------------------------------------------
+    def open_stream(self, spec: StreamSpec, sink: Sink) -> EngineStream:
+        """A new stream on the worker. Blocking when the model must first be loaded."""
+        if spec.model is None and not self.ready:
+            raise ModelUnavailable(self.reason)
+        model = self.model(spec.model)
+        diariser = None
+        if spec.diarisation and self._diariser is not None and spec.geometry is not None:
+            diariser = self._diariser.new_stream(spec.geometry_array, model.recogniser.sample_rate)
+        stream = EngineStream(uuid.uuid4().hex[:16], spec, model, sink, diariser)
+        self.worker.add(stream)
+        return stream
+
+    def transcribe_source(self, spec: StreamSpec, source: Iterator[np.ndarray], sink: Sink) -> EngineStream:
+        """A stream fed from an iterator of (N, C) blocks (a file), finished when it runs dry."""
+        stream = self.open_stream(spec, sink)
+        stream.feed_from(source)
+        stream.finish("stop")
+        self.worker.notify()
+        return stream
+
+    def notify(self) -> None:
+        self.worker.notify()
+
+    @property
+    def active_streams(self) -> int:
+        return self.worker.active
+
+    @property
+    def queue_depth(self) -> int:
+        return self.worker.queue_depth
+
+    def rtf(self) -> float:
+        return self.worker.rtf()
+
+
+def _build_diariser(cls: Any) -> Any:
+    """`OnlineDiariser(config)` with the diariser's default config, whatever its class is called."""
+    params = list(inspect.signature(cls).parameters.values())
+    if not params or params[0].default is not inspect.Parameter.empty:
+        return cls()
+    from diarisation import online
+
+    for attr in ("OnlineDiariserConfig", "OnlineConfig", "DiariserConfig", "Config"):
+        if hasattr(online, attr):
+            return cls(getattr(online, attr)())
+    raise TypeError("OnlineDiariser needs a config this engine does not know how to build")

@@ -1,0 +1,25 @@
+"""`StreamSpec`: what a stream is (audio format, array, options), validated once at `start`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    sample_rate: int  # of the audio the client sends
+    encoding: str = "pcm_s16le"  # pcm_s16le | pcm_f32le
+    channels: int = 1
+    preset: str | None = None  # array preset name, when one was given
+    geometry: tuple[tuple[float, float, float], ...] | None = None  # (M, 3) metres
+    partials: bool = True
+    hotwords: tuple[str, ...] = ()
+    diarisation: bool = False  # asked for; the engine may not have it
+    model: str | None = None  # None: the server's default
+    channel: str | int = "mean"  # what the recogniser hears: mean of channels, or one index
+
+    @property
+    def geometry_array(self) -> np.ndarray | None:
+        return None if self.geometry is None else np.asarray(self.geometry, dtype=np.float64)

@@ -1,0 +1,265 @@
+"""`EngineStream`: one live stream's pipeline and state (front end → recogniser → diariser).
+
+Threading: the server calls `accept`, `finish`, `sync` and `close` from its event loop; they
+only append to a lock-guarded inbox. Everything else (resampling, the recogniser stream, the
+diariser) is touched by the worker thread alone, so no model state is shared across threads.
+Events leave through `sink`, a callable the server supplies (it must be thread-safe, e.g.
+`loop.call_soon_threadsafe`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from engine.audio import StreamingResampler, select_channel
+from engine.events import End, Failure, Final, Partial, SpeakerEvent
+from engine.spec import StreamSpec
+from minutes.types import Segment, Word
+
+log = logging.getLogger("minutes.engine")
+
+Sink = Callable[[object], None]
+
+
+@dataclass(frozen=True)
+class Synced:
+    """Every frame accepted before `sync(token)` has been decoded as far as it can be."""
+
+    token: int
+
+
+@dataclass
+class _Inbox:
+    """What the event loop hands the worker (guarded by the stream's lock)."""
+
+    frames: collections.deque = field(default_factory=collections.deque)
+    source: Iterator[np.ndarray] | None = None  # lazily read frames (file transcription)
+    finished: str | None = None  # reason, once the client said stop (or a limit hit)
+    closed: bool = False  # the client vanished: drop everything
+    syncs: list[tuple[int, bool]] = field(default_factory=list)  # (token, close the segment first)
+
+
+class EngineStream:
+    """Per-stream state; created by `Engine.open_stream`."""
+
+    def __init__(self, stream_id: str, spec: StreamSpec, model: Any, sink: Sink, diariser: Any | None):
+        self.id = stream_id
+        self.spec = spec
+        self.model = model  # engine.engine.LoadedModel
+        self.sink = sink
+        rec = model.recogniser
+        self.rs = rec.new_stream(**model.stream_kwargs(spec))
+        self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
+        self.diariser = diariser  # diarisation stream (accept/label/events) or None
+        self.diar_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate) if diariser else None
+        self._lock = threading.Lock()
+        self._inbox = _Inbox()
+        # worker-side state
+        self.received_frames = 0  # input frames accepted (at spec.sample_rate)
+        self.chunks = 0  # decode calls that included this stream
+        self.segment_id = 0
+        self.segment_start = 0.0
+        self.last_partial: str | None = None
+        self.input_done = False  # input_finished() was called
+        self.processing_seconds = 0.0
+        self.finals = 0
+        self.words = 0
+        self.texts: list[str] = []
+        self.ended = False
+
+    # -- event-loop side ---------------------------------------------------------------
+    def accept(self, frames: np.ndarray) -> None:
+        """(N, C) float32 frames at spec.sample_rate."""
+        with self._lock:
+            self._inbox.frames.append(frames)
+
+    def feed_from(self, source: Iterator[np.ndarray]) -> None:
+        """Read frames lazily from `source` (keeps a long file's memory flat)."""
+        with self._lock:
+            self._inbox.source = source
+
+    def finish(self, reason: str = "stop") -> None:
+        """No more audio: flush, send the last final and `End`."""
+        with self._lock:
+            self._inbox.finished = self._inbox.finished or reason
+
+    def sync(self, token: int, cut: bool = False) -> None:
+        """Ask for `Synced(token)` once everything accepted so far is decoded; with `cut`, the
+        open segment is closed first (its `Final` comes before `Synced`)."""
+        with self._lock:
+            self._inbox.syncs.append((token, cut))
+
+    def close(self) -> None:
+        """The consumer is gone: free the stream without sending anything."""
+        with self._lock:
+            self._inbox.closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._inbox.closed
+
+    @property
+    def duration(self) -> float:
+        return self.received_frames / self.spec.sample_rate
+
+    # -- worker side ---------------------------------------------------------------------
+    def ingest(self, max_seconds: float) -> None:
+        """Move inbox audio into the recogniser until it has a chunk ready (or no audio is left)."""
+        rec = self.model.recogniser
+        taken = 0
+        limit = int(max_seconds * self.spec.sample_rate)
+        while taken < limit and not rec.is_ready(self.rs):
+            frames = self._next_frames(limit - taken)
+            if frames is None:
+                break
+            taken += len(frames)
+            self._push(frames)
+
+    def _next_frames(self, most: int) -> np.ndarray | None:
+        with self._lock:
+            q = self._inbox.frames
+            if not q and self._inbox.source is not None:
+                try:
+                    q.append(next(self._inbox.source))
+                except StopIteration:
+                    self._inbox.source = None
+            if not q:
+                return None
+            frames = q.popleft()
+            if len(frames) > most > 0:
+                q.appendleft(frames[most:])
+                frames = frames[:most]
+            return frames
+
+    def _push(self, frames: np.ndarray) -> None:
+        self.received_frames += len(frames)
+        mono = self.asr_resampler.process(select_channel(frames, self.spec.channel))
+        if len(mono):
+            self.rs.accept_waveform(mono)
+        if self.diariser is not None:
+            multi = self.diar_resampler.process(frames)
+            if len(multi):
+                self._diar("accept", multi)
+
+    def has_input(self) -> bool:
+        with self._lock:
+            return bool(self._inbox.frames) or self._inbox.source is not None
+
+    def wants_finish(self) -> str | None:
+        with self._lock:
+            return self._inbox.finished
+
+    def end_input(self) -> None:
+        """Flush the resamplers into the recogniser and tell it no more audio comes."""
+        tail = self.asr_resampler.flush()
+        if len(tail):
+            self.rs.accept_waveform(tail.reshape(-1))
+        if self.diariser is not None:
+            tail = self.diar_resampler.flush()
+            if len(tail):
+                self._diar("accept", tail)
+        self.rs.input_finished()
+        self.input_done = True
+
+    def decoded_seconds(self) -> float:
+        if self.input_done:
+            return self.duration
+        return min(self.chunks * self.model.recogniser.chunk_seconds, self.duration)
+
+    def after_decode(self, share_seconds: float) -> None:
+        """One chunk was decoded: endpoint → final, else partial; pass on diariser events."""
+        self.chunks += 1
+        self.processing_seconds += share_seconds
+        rec = self.model.recogniser
+        if rec.is_endpoint(self.rs):
+            self.close_segment()
+        elif self.spec.partials:
+            res = self.rs.result()
+            if res.text != (self.last_partial or "") and res.text:
+                start = res.words[0].start if res.words else self.segment_start
+                stable = max(0, min(int(res.stable_chars), len(res.text)))
+                self.emit(Partial(self.segment_id, res.text, stable, round(start, 3), round(self.decoded_seconds(), 3)))
+                self.last_partial = res.text
+        self._diar_events()
+
+    def close_segment(self) -> None:
+        words = list(self.rs.reset_segment())
+        if words:
+            words = self._label(words)
+            speakers = [w.speaker for w in words if w.speaker is not None]
+            speaker = Counter(speakers).most_common(1)[0][0] if speakers else None
+            seg = Segment(self.segment_id, words[0].start, words[-1].end, tuple(words), speaker)
+            self.emit(Final(seg))
+            self.finals += 1
+            self.words += len(words)
+            self.texts.append(seg.text)
+        self.segment_id += 1
+        self.segment_start = round(self.decoded_seconds(), 3)
+        self.last_partial = None
+
+    def flush_syncs(self) -> None:
+        with self._lock:
+            tokens, self._inbox.syncs = self._inbox.syncs, []
+        for t, cut in tokens:
+            if cut:
+                self.close_segment()
+            self.emit(Synced(t))
+
+    def pending_syncs(self) -> bool:
+        return bool(self._inbox.syncs)
+
+    def end(self, reason: str) -> None:
+        """Close the last segment and send the summary."""
+        self.close_segment()
+        self._diar_events()
+        self.flush_syncs()
+        self.ended = True
+        self.emit(End(self.id, reason, self.duration, self.finals, self.words, " ".join(self.texts),
+                      self.processing_seconds))
+
+    def fail(self, code: str, message: str) -> None:
+        self.ended = True
+        self.emit(Failure(code, message))
+
+    def emit(self, event: object) -> None:
+        if self._inbox.closed:
+            return
+        try:
+            self.sink(event)
+        except Exception:  # a consumer that went away must not stop the worker
+            log.debug("sink of stream %s failed", self.id, exc_info=True)
+
+    # -- diarisation ---------------------------------------------------------------------
+    def _diar(self, method: str, *args: Any) -> Any:
+        """Call the diariser; on any fault, drop diarisation for this stream (words go unlabelled)."""
+        if self.diariser is None:
+            return None
+        try:
+            return getattr(self.diariser, method)(*args)
+        except Exception:
+            log.exception("diariser failed on stream %s; diarisation off for it", self.id)
+            self.diariser = None
+            return None
+
+    def _label(self, words: list[Word]) -> list[Word]:
+        if self.diariser is None:
+            return words
+        out = []
+        for w in words:
+            got = self._diar("label", w.start, w.end)
+            speaker, azimuth = got if isinstance(got, tuple) else (None, None)
+            out.append(Word(w.text, w.start, w.end, w.conf, speaker,
+                            None if azimuth is None else round(float(azimuth) % 360.0, 1)))
+        return out
+
+    def _diar_events(self) -> None:
+        for ev in self._diar("events") or []:
+            if isinstance(ev, dict) and ev.get("type") in ("speakers", "tracks"):
+                self.emit(SpeakerEvent(ev))

@@ -1,0 +1,123 @@
+"""Parsing and validating the client's messages on `/v1/stream` (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.arrays import PRESETS, GeometryError, resolve_array
+from engine.audio import ENCODINGS
+from engine.spec import StreamSpec
+
+MAX_TEXT_BYTES = 64 * 1024
+START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
+OPTION_FIELDS = {"partials", "hotwords", "diarisation", "model", "channel"}
+MAX_HOTWORDS, MAX_HOTWORD_CHARS = 100, 100
+
+
+class ProtocolError(ValueError):
+    """A client message the server refuses; `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def parse_text(text: str | bytes) -> dict[str, Any]:
+    """A text frame → its JSON object (`bad_json`, `message_too_large` otherwise)."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise ProtocolError("message_too_large", f"text messages are limited to {MAX_TEXT_BYTES} bytes")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"not JSON: {str(exc)[:120]}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", "a message must be a JSON object")
+    return obj
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ProtocolError("invalid_start", f"{name} must be an integer")
+    if not lo <= int(value) <= hi:
+        raise ProtocolError("invalid_start", f"{name} must be in {lo}..{hi}")
+    return int(value)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError("invalid_start", f"{name} must be true or false")
+    return value
+
+
+def parse_hotwords(value: Any, code: str = "invalid_start") -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_HOTWORDS:
+        raise ProtocolError(code, f"hotwords must be a list of at most {MAX_HOTWORDS} strings")
+    out = []
+    for w in value:
+        if not isinstance(w, str) or not 1 <= len(w.strip()) <= MAX_HOTWORD_CHARS:
+            raise ProtocolError(code, f"each hotword must be a string of 1..{MAX_HOTWORD_CHARS} characters")
+        out.append(_normalise(w))
+    return tuple(w for w in out if w)
+
+
+def _normalise(text: str) -> str:
+    """Hotwords in the model's normalised text (upper case, numbers as words)."""
+    try:
+        from corpus.text import normalise_text
+
+        return normalise_text(text)
+    except ImportError:
+        return " ".join(text.upper().split())
+
+
+def parse_channel(value: Any, channels: int, code: str = "invalid_start") -> str | int:
+    if value == "mean":
+        return "mean"
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < channels:
+        raise ProtocolError(code, f'channel must be "mean" or an index in 0..{channels - 1}')
+    return value
+
+
+def parse_start(msg: dict[str, Any]) -> StreamSpec:
+    """A `start` message → `StreamSpec`, or `ProtocolError("invalid_start", ...)` naming the field."""
+    unknown = set(msg) - START_FIELDS
+    if unknown:
+        raise ProtocolError("invalid_start", f"unknown field(s) {sorted(unknown)}")
+    if "sample_rate" not in msg:
+        raise ProtocolError("invalid_start", "sample_rate is required")
+    rate = _int(msg["sample_rate"], "sample_rate", 1000, 384000)
+    encoding = msg.get("encoding", "pcm_s16le")
+    if encoding not in ENCODINGS:
+        raise ProtocolError("invalid_start", f"encoding must be one of {sorted(ENCODINGS)}")
+    array = msg.get("array")
+    channels = msg.get("channels")
+    if channels is None:
+        channels = len(PRESETS[array]) if isinstance(array, str) and array in PRESETS else 1
+    channels = _int(channels, "channels", 1, 64)
+    try:
+        preset, geometry = resolve_array(array, channels)
+    except GeometryError as exc:
+        raise ProtocolError("invalid_start", f"array: {exc}") from None
+    options = msg.get("options", {})
+    if not isinstance(options, dict):
+        raise ProtocolError("invalid_start", "options must be an object")
+    unknown = set(options) - OPTION_FIELDS
+    if unknown:
+        raise ProtocolError("invalid_start", f"unknown option(s) {sorted(unknown)}")
+    model = options.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ProtocolError("invalid_start", "options.model must be a model name")
+    multi_mic = geometry is not None and len(geometry) >= 2
+    return StreamSpec(
+        sample_rate=rate,
+        encoding=encoding,
+        channels=channels,
+        preset=preset,
+        geometry=None if geometry is None else tuple(tuple(float(v) for v in row) for row in geometry),
+        partials=_bool(options.get("partials", True), "options.partials"),
+        hotwords=parse_hotwords(options.get("hotwords", [])),
+        diarisation=_bool(options.get("diarisation", multi_mic), "options.diarisation"),
+        model=model,
+        channel=parse_channel(options.get("channel", "mean"), channels),
+    )

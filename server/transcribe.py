@@ -1,0 +1,188 @@
+"""Files through the engine: the form fields of /v1/transcriptions and /v1/jobs, and running
+one file as a stream on the batching worker (read lazily, so long files keep memory flat)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
+
+import soundfile as sf
+
+from engine import End, EngineError, Final, SpeakerEvent
+from engine.arrays import GeometryError, resolve_array
+from engine.events import Failure
+from engine.spec import StreamSpec
+from minutes.types import Segment, Transcript, Turn
+from server.context import ServerContext
+from server.errors import ApiError
+from server.formats import FORMATS
+from server.protocol import ProtocolError, parse_channel, parse_hotwords
+
+BLOCK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class FileParams:
+    """The optional form fields, validated (stored as JSON with a job)."""
+
+    array: Any = None  # preset name or list of [x, y, z]
+    format: str = "json"
+    diarisation: bool | None = None
+    hotwords: tuple[str, ...] = ()
+    model: str | None = None
+    channel: str | int = "mean"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "FileParams":
+        d = json.loads(text)
+        d["hotwords"] = tuple(d.get("hotwords", ()))
+        return cls(**d)
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_field", message)
+
+
+def parse_form(array: str | None, format: str | None, diarisation: str | None, hotwords: str | None,
+               model: str | None, channel: str | None) -> FileParams:
+    fmt = (format or "json").strip().lower()
+    if fmt not in FORMATS:
+        raise _invalid(f"format must be one of {sorted(FORMATS)}")
+    arr: Any = None
+    if array:
+        text = array.strip()
+        if text.startswith("["):
+            try:
+                arr = json.loads(text)
+            except ValueError:
+                raise _invalid("array: not a JSON list of [x, y, z]") from None
+        else:
+            arr = text
+        try:
+            resolve_array(arr, None)
+        except GeometryError as exc:
+            raise _invalid(f"array: {exc}") from None
+    diar = None
+    if diarisation not in (None, ""):
+        d = diarisation.strip().lower()
+        if d not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise _invalid("diarisation must be true or false")
+        diar = d in ("true", "1", "yes", "on")
+    words: tuple[str, ...] = ()
+    if hotwords:
+        text = hotwords.strip()
+        try:
+            items = json.loads(text) if text.startswith("[") else [w for w in text.split(",") if w.strip()]
+            words = parse_hotwords(items, "invalid_field")
+        except (ValueError, ProtocolError) as exc:
+            raise _invalid(f"hotwords: {exc}") from None
+    chan: str | int = "mean"
+    if channel not in (None, "", "mean"):
+        if not channel.strip().isdigit():
+            raise _invalid('channel must be "mean" or a channel index')
+        chan = int(channel)
+    return FileParams(arr, fmt, diar, words, model or None, chan)
+
+
+def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
+    try:
+        preset, geometry = resolve_array(params.array, info.channels)
+    except GeometryError as exc:
+        raise _invalid(f"array: {exc}") from None
+    try:
+        channel = parse_channel(params.channel, info.channels, "invalid_field")
+    except ProtocolError as exc:
+        raise _invalid(str(exc)) from None
+    multi = geometry is not None and len(geometry) >= 2
+    return StreamSpec(
+        sample_rate=int(info.samplerate), encoding="pcm_f32le", channels=int(info.channels), preset=preset,
+        geometry=None if geometry is None else tuple(tuple(float(v) for v in g) for g in geometry),
+        partials=False, hotwords=params.hotwords,
+        diarisation=multi if params.diarisation is None else params.diarisation,
+        model=params.model, channel=channel,
+    )
+
+
+def audio_info(fh: BinaryIO) -> sf._SoundFileInfo:
+    try:
+        fh.seek(0)
+        info = sf.info(fh)
+        fh.seek(0)
+    except Exception as exc:  # libsndfile says why in its own words
+        raise ApiError(400, "invalid_audio", f"cannot read the audio: {exc}") from None
+    if info.frames <= 0 or info.samplerate < 1000:
+        raise ApiError(400, "invalid_audio", "the file holds no audio")
+    return info
+
+
+def _blocks(fh: BinaryIO, info: sf._SoundFileInfo):
+    fh.seek(0)
+    size = max(1, int(info.samplerate * BLOCK_SECONDS))
+    yield from sf.blocks(fh, blocksize=size, dtype="float32", always_2d=True)
+
+
+async def transcribe(ctx: ServerContext, fh: BinaryIO, params: FileParams) -> dict[str, Any]:
+    """Run one file through the engine; the JSON result of docs/protocol.md."""
+    info = audio_info(fh)
+    spec = file_spec(info, params)
+    engine = ctx.engine
+    queue: asyncio.Queue = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def sink(ev: object) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ev)
+
+    t0 = time.perf_counter()
+    try:
+        stream = await asyncio.to_thread(engine.transcribe_source, spec, _blocks(fh, info), sink)
+    except EngineError as exc:
+        raise ApiError(404 if exc.code == "unknown_model" else 503, exc.code, str(exc)) from None
+    segments: list[Segment] = []
+    try:
+        while True:
+            ev = await queue.get()
+            if isinstance(ev, Final):
+                segments.append(ev.segment)
+            elif isinstance(ev, Failure):
+                raise ApiError(500, "internal", ev.message)
+            elif isinstance(ev, End):
+                end = ev
+                break
+            elif isinstance(ev, SpeakerEvent):
+                continue
+    finally:
+        stream.close()
+    transcript = Transcript(tuple(segments), tuple(turns_of(segments)), round(end.duration, 3))
+    out = transcript.to_dict()
+    out["model"] = {"name": stream.model.name, "version": stream.model.manifest.version}
+    out["processing_seconds"] = round(end.processing_seconds, 4)
+    out["rtf"] = round(end.processing_seconds / end.duration, 4) if end.duration else 0.0
+    out["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def turns_of(segments: list[Segment]) -> list[Turn]:
+    """Speaker turns: runs of consecutive words with the same speaker label."""
+    turns: list[Turn] = []
+    run: list = []
+    for w in (w for s in segments for w in s.words):
+        if run and (w.speaker != run[-1].speaker):
+            turns.extend(_turn(run))
+            run = []
+        run.append(w)
+    turns.extend(_turn(run))
+    return turns
+
+
+def _turn(words: list) -> list[Turn]:
+    if not words or words[0].speaker is None:
+        return []
+    az = [w.azimuth for w in words if w.azimuth is not None]
+    return [Turn(words[0].speaker, words[0].start, words[-1].end, round(statistics.median(az), 1) if az else None)]

@@ -1,0 +1,170 @@
+"""WebSocket `/v1/stream`: the v1 protocol of docs/protocol.md.
+
+One task receives (start, audio, stop), another sends (ready, partial, final, speakers,
+tracks, error, end); `finally` frees the stream the moment the client goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from engine import End, EngineError
+from engine.audio import AudioFormatError, decode_pcm, frame_bytes
+from engine.events import Failure
+from engine.spec import StreamSpec
+from engine.stream import EngineStream, Synced
+from server.errors import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
+from server.protocol import ProtocolError, parse_start, parse_text
+from server.wsbase import Connection, Idle, Outgoing, run_until_either
+
+log = logging.getLogger("minutes.server")
+router = APIRouter()
+
+
+@router.websocket("/v1/stream")
+async def stream_endpoint(ws: WebSocket) -> None:
+    conn = Connection(ws, ws.app.state.ctx, "stream")
+    if not await conn.admit():
+        return
+    session = StreamSession(conn)
+    try:
+        await run_until_either(session.receive_loop(), session.send_loop())
+    finally:
+        session.free()
+        conn.release()
+
+
+class StreamSession:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.cfg = conn.ctx.config
+        self.engine = conn.ctx.engine
+        self.spec: StreamSpec | None = None
+        self.stream: EngineStream | None = None
+        self.stopping = False
+        self.close_code = CLOSE_NORMAL
+        self.seconds = 0.0
+
+    def free(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.engine.notify()
+
+    # -- receiving ---------------------------------------------------------------------
+    async def receive_loop(self) -> None:
+        while True:
+            try:
+                msg = await self.conn.receive(self.cfg.idle_timeout_seconds)
+            except Idle:
+                self.limit("idle_timeout", f"no message for {self.cfg.idle_timeout_seconds:g} s")
+                continue
+            if msg.get("bytes") is not None:
+                self.on_audio(msg["bytes"])
+            elif msg.get("text") is not None:
+                await self.on_text(msg["text"])
+
+    async def on_text(self, text: str) -> None:
+        try:
+            msg = parse_text(text)
+        except ProtocolError as exc:
+            return self.conn.error(exc.code, str(exc))
+        kind = msg.get("type")
+        if kind == "start":
+            await self.on_start(msg)
+        elif kind == "stop":
+            if self.stream is None:
+                return self.conn.error("not_started", "stop before a valid start")
+            if not self.stopping:
+                self.stopping = True
+                self.stream.finish("stop")
+                self.engine.notify()
+        else:
+            self.conn.error("unknown_type", f"unknown message type {kind!r}; expected start or stop")
+
+    async def on_start(self, msg: dict) -> None:
+        if self.stream is not None:
+            return self.conn.error("already_started", "the stream has already started; the start was ignored")
+        try:
+            spec = parse_start(msg)
+            if spec.model is not None and not self.engine.loaded(spec.model):
+                stream = await asyncio.to_thread(self.engine.open_stream, spec, self.conn.sink)
+            else:
+                stream = self.engine.open_stream(spec, self.conn.sink)
+        except ProtocolError as exc:
+            return self.conn.error(exc.code, str(exc))
+        except EngineError as exc:
+            return self.conn.error(exc.code, str(exc))
+        self.spec, self.stream = spec, stream
+        self.conn.send(self.ready_message(spec, stream))
+
+    def ready_message(self, spec: StreamSpec, stream: EngineStream) -> dict:
+        model, rec = stream.model, stream.model.recogniser
+        warnings = []
+        diarisation = stream.diariser is not None
+        if spec.diarisation and not diarisation:
+            warnings.append(self.engine.diarisation_reason or "diarisation needs an array geometry with 2 or more mics")
+        hotwords = list(spec.hotwords) if model.hotwords_supported else []
+        if spec.hotwords and not hotwords:
+            warnings.append("this model cannot bias towards hotwords; they were ignored")
+        return {
+            "type": "ready", "protocol": "v1", "stream_id": stream.id,
+            "model": {"name": model.name, "version": model.manifest.version},
+            "sample_rate": spec.sample_rate, "model_sample_rate": rec.sample_rate,
+            "resampled": spec.sample_rate != rec.sample_rate,
+            "encoding": spec.encoding, "channels": spec.channels,
+            "array": None if spec.geometry is None else {"preset": spec.preset, "geometry": [list(g) for g in spec.geometry]},
+            "chunk_seconds": rec.chunk_seconds,
+            "options": {"partials": spec.partials, "hotwords": hotwords, "diarisation": diarisation,
+                        "model": model.name, "channel": spec.channel},
+            "limits": {"max_message_bytes": self.cfg.max_message_bytes,
+                       "max_session_seconds": self.cfg.max_session_seconds,
+                       "idle_timeout_seconds": self.cfg.idle_timeout_seconds},
+            "warnings": warnings,
+        }
+
+    def on_audio(self, data: bytes) -> None:
+        if self.stream is None:
+            return self.conn.error("not_started", "audio before a valid start message")
+        if self.stopping:
+            return self.conn.error("stopped", "audio after stop was ignored")
+        if len(data) > self.cfg.max_message_bytes:
+            return self.conn.error("message_too_large", f"{len(data)} bytes is over the limit of {self.cfg.max_message_bytes}")
+        try:
+            frames = decode_pcm(data, self.spec.encoding, self.spec.channels)
+        except AudioFormatError as exc:
+            return self.conn.error(exc.code, str(exc))
+        self.stream.accept(frames)
+        self.engine.notify()
+        self.seconds += len(frames) / self.spec.sample_rate
+        if self.seconds >= self.cfg.max_session_seconds:
+            self.limit("session_limit", f"the stream reached the limit of {self.cfg.max_session_seconds:g} s")
+
+    def limit(self, code: str, message: str) -> None:
+        """A limit ends the stream: error, then the usual flush (final, end), then close 1008."""
+        self.conn.error(code, message, fatal=True)
+        if self.stream is None:
+            return self.conn.send(None, CLOSE_POLICY)
+        if not self.stopping:
+            self.stopping, self.close_code = True, CLOSE_POLICY
+            self.stream.finish(code)
+            self.engine.notify()
+
+    # -- sending -------------------------------------------------------------------------
+    async def send_loop(self) -> None:
+        while True:
+            item = await self.conn.outbox.get()
+            if isinstance(item, Outgoing):
+                if not await self.conn.write(item):
+                    return
+            elif isinstance(item, Failure):
+                self.conn.error(item.code, item.message, fatal=True)
+            elif isinstance(item, End):
+                await self.conn.write(Outgoing(item.to_dict(), self.close_code))
+                self.stream = None  # the engine has already dropped it
+                return
+            elif not isinstance(item, Synced):
+                await self.conn.write(Outgoing(item.to_dict()))
