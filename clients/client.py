@@ -230,14 +230,20 @@ class StreamingClient:
             ready = await self._await_ready(ws)
             yield ready
             sender = asyncio.create_task(run.send(ws))
+            # A source that fails (no microphone, unreadable file) must end the receive loop too.
+            sender.add_done_callback(lambda t: _source_failure(t) is None or asyncio.ensure_future(ws.close()))
             async for event in self._receive(ws, run, sender):
                 yield event
                 if isinstance(event, End):
                     return
-            if sender.done() and sender.exception():
-                raise sender.exception()  # the source failed: its own message
+            failure = _source_failure(sender)
+            if failure is not None:
+                raise failure  # the source failed: its own message
             raise _Retry("the server closed the stream before `end`")
         except ConnectionClosed as exc:
+            failure = _source_failure(sender)
+            if failure is not None:
+                raise failure from None
             code = exc.rcvd.code if exc.rcvd else 1006
             if code in RETRY_CLOSE_CODES:
                 raise _Retry(f"connection closed ({code} {exc.rcvd.reason if exc.rcvd else 'abnormal'})") from None
@@ -276,6 +282,14 @@ class StreamingClient:
                 if event.code not in ("session_limit", "idle_timeout"):  # those still flush + end
                     raise ClientError(f"{event.code}: {event.message}", event.code)
             yield event
+
+
+def _source_failure(sender: asyncio.Task | None) -> BaseException | None:
+    """The sender's own failure (the audio source's), not a closed socket's echo."""
+    if sender is None or not sender.done() or sender.cancelled():
+        return None
+    exc = sender.exception()
+    return None if exc is None or isinstance(exc, (ConnectionClosed, OSError)) else exc
 
 
 def _body(exc: InvalidStatus) -> str:

@@ -21,6 +21,7 @@ from minutes.logs import LOG_FORMATS, setup_logging
 COMMANDS: dict[str, str] = {
     "serve": "server.cli",
     "corpus": "corpus.cli",
+    "stream": "clients.cli",
 }
 
 
