@@ -45,9 +45,10 @@ def demo_server():
 
 
 def test_server_serves_the_demo(demo_server):
-    page = httpx.get(demo_server + "/")
+    page = httpx.get(demo_server + "/", follow_redirects=True)  # / redirects to the page at /demo/
     assert page.status_code == 200 and "minutes" in page.text and "app.js" in page.text
-    assert httpx.get(demo_server + "/samples/samples.json").json()[0]["id"] == "meeting"
+    assert str(page.url).endswith("/demo/")
+    assert httpx.get(demo_server + "/demo/samples/samples.json").json()[0]["id"] == "meeting"
 
 
 def test_demo_plays_the_sample_meeting(demo_server):
@@ -58,7 +59,7 @@ def test_demo_plays_the_sample_meeting(demo_server):
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(demo_server + "/?autostart=1&speed=4")
+            page.goto(demo_server + "/demo/?autostart=1&speed=4")
             page.wait_for_function("window.minutesDemo && window.minutesDemo.ended === true", timeout=120_000)
             page.wait_for_timeout(300)  # one more animation frame for the plot
             state = page.evaluate("""() => ({
