@@ -70,6 +70,7 @@ class StreamingResampler:
         self.identity = self.up == self.down
         self._history: np.ndarray | None = None
         self._pending: np.ndarray | None = None
+        self._shape: tuple[int, ...] = ()  # trailing (channel) shape of the input
         if self.identity:
             return
         max_rate = max(self.up, self.down)
@@ -84,6 +85,7 @@ class StreamingResampler:
     def process(self, x: np.ndarray) -> np.ndarray:
         """Feed input samples; return the output samples that are now final."""
         x = np.asarray(x, dtype=np.float32)
+        self._shape = x.shape[1:]
         if self.identity:
             return x
         if self._history is None:
@@ -105,7 +107,7 @@ class StreamingResampler:
     def flush(self) -> np.ndarray:
         """End of input: the remaining output, as the one-shot resampler's zero padding gives."""
         if self.identity or self._pending is None or len(self._pending) == 0:
-            return np.zeros((0,), dtype=np.float32) if self._pending is None else self._pending[:0]
+            return np.zeros((0,) + self._shape, dtype=np.float32)
         rest = len(self._pending)
         pad = (-rest) % self.down + self.context
         tail = np.zeros((pad,) + self._pending.shape[1:], dtype=np.float32)
