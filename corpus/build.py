@@ -79,7 +79,7 @@ def run_shards(
     bar = tqdm(total=len(shards), desc=desc, unit="shard", disable=not progress, smoothing=0.05)
 
     def consume(results: Iterable[list[Record]]) -> None:
-        for recs in results:
+        for done, recs in enumerate(results, 1):
             for r in recs:
                 if r.split not in writers:
                     writers[r.split] = ManifestWriter(out / manifest_name(r.split))
@@ -87,8 +87,8 @@ def run_shards(
                 stats.add(r)
             bar.update(1)
             bar.set_postfix(hours=f"{stats.hours:.2f}")
-            if bar.n % 10 == 0 or bar.n == len(shards):
-                log.info("%s: %d/%d shards, %.3f h in %.0f s", desc, bar.n, len(shards), stats.hours, time.time() - t0)
+            if done % 10 == 0 or done == len(shards):
+                log.info("%s: %d/%d shards, %.3f h in %.0f s", desc, done, len(shards), stats.hours, time.time() - t0)
 
     try:
         if workers <= 0:

@@ -49,6 +49,17 @@ def run(args: argparse.Namespace) -> int:
         ))
         _finish(args.out, stats)
         return 0
+    if args.recipe == "meeting":
+        from corpus.recipes.meeting import MeetingConfig, build_meeting
+
+        minutes = (args.min_minutes + args.max_minutes) / 2
+        count = args.count or max(1, round(args.hours * 60 / minutes))
+        stats = build_meeting(MeetingConfig(
+            out=args.out, count=count, min_minutes=args.min_minutes, max_minutes=args.max_minutes,
+            array=args.array, seed=args.seed, workers=args.workers, progress=not args.no_progress,
+        ))
+        _finish(args.out, stats)
+        return 0
     raise SystemExit(f"recipe {args.recipe} is not built yet")
 
 
