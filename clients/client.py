@@ -128,7 +128,8 @@ class StreamStats:
 
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
-    reconnects: int = 0
+    reconnects: int = 0  # new streams opened after a failure
+    retries: int = 0  # failed attempts (connect or stream) that were retried
     partial_latency: list[float] = field(default_factory=list)  # s from sending audio to its partial
     final_latency: list[float] = field(default_factory=list)  # s from sending a segment's end to its final
     server_rtf: float | None = None
@@ -142,6 +143,7 @@ class StreamStats:
             "audio_seconds": round(self.audio_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
             "reconnects": self.reconnects,
+            "retries": self.retries,
             "partial_latency_median": round(statistics.median(self.partial_latency), 3) if self.partial_latency else None,
             "partial_latency_p90": q(self.partial_latency, 0.9),
             "final_latency_median": round(statistics.median(self.final_latency), 3) if self.final_latency else None,
@@ -182,6 +184,7 @@ class StreamingClient:
         start = options.message(source.sample_rate, source.channels)
         run = _Run(source, self.config, self.stats, options.encoding)
         attempt = 0
+        connected = False
         t0 = time.monotonic()
         try:
             while True:
@@ -189,6 +192,8 @@ class StreamingClient:
                     async for event in self._connection(run, start):
                         if isinstance(event, Ready):
                             attempt = 0
+                            self.stats.reconnects += int(connected)
+                            connected = True
                         yield event
                         if isinstance(event, End):
                             return
@@ -200,7 +205,7 @@ class StreamingClient:
                     wait = min(self.config.backoff_max, self.config.backoff * 2 ** (attempt - 1))
                     wait *= random.uniform(0.8, 1.2)
                     log.warning("connection to %s failed (%s); retrying in %.1f s", self.url, exc, wait)
-                    self.stats.reconnects += 1
+                    self.stats.retries += 1
                     run.rebase()
                     await asyncio.sleep(wait)
         finally:
