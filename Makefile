@@ -11,7 +11,7 @@ PORT   ?= 8000
 # page tests, nginx for the replica test.
 DEB_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
 	fortunes fortunes-min bible-kjv-text wordnet-base dict-devil sox libsndfile1 \
-	chromium chromium-driver nginx-light
+	chromium chromium-driver nginx-light libportaudio2
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
