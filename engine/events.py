@@ -55,6 +55,7 @@ class End:
     words: int
     text: str
     processing_seconds: float
+    turns: tuple = ()  # minutes.types.Turn from the diariser (REST results), not sent on the stream
 
     def to_dict(self) -> dict[str, Any]:
         rtf = self.processing_seconds / self.duration if self.duration > 0 else 0.0

@@ -165,6 +165,8 @@ class EngineStream:
             tail = self.diar_resampler.flush()
             if len(tail):
                 self._diar("accept", tail)
+            if hasattr(self.diariser, "input_finished"):
+                self._diar("input_finished")
         self.rs.input_finished()
         self.input_done = True
 
@@ -192,7 +194,7 @@ class EngineStream:
     def close_segment(self) -> None:
         words = list(self.rs.reset_segment())
         if words:
-            words = self._label(words)
+            words = self._label(words)  # diariser labels + rounding
             speakers = [w.speaker for w in words if w.speaker is not None]
             speaker = Counter(speakers).most_common(1)[0][0] if speakers else None
             seg = Segment(self.segment_id, words[0].start, words[-1].end, tuple(words), speaker)
@@ -221,8 +223,9 @@ class EngineStream:
         self._diar_events()
         self.flush_syncs()
         self.ended = True
+        turns = tuple(self._diar("turns") or ()) if hasattr(self.diariser, "turns") else ()
         self.emit(End(self.id, reason, self.duration, self.finals, self.words, " ".join(self.texts),
-                      self.processing_seconds))
+                      self.processing_seconds, turns))
 
     def fail(self, code: str, message: str) -> None:
         self.ended = True
@@ -249,13 +252,13 @@ class EngineStream:
             return None
 
     def _label(self, words: list[Word]) -> list[Word]:
-        if self.diariser is None:
-            return words
+        """Words with the diariser's speaker/azimuth, times and confidences rounded for the wire."""
         out = []
         for w in words:
-            got = self._diar("label", w.start, w.end)
-            speaker, azimuth = got if isinstance(got, tuple) else (None, None)
-            out.append(Word(w.text, w.start, w.end, w.conf, speaker,
+            got = self._diar("label", w.start, w.end) if self.diariser is not None else None
+            speaker, azimuth = got if isinstance(got, tuple) else (w.speaker, w.azimuth)
+            out.append(Word(w.text, round(float(w.start), 3), round(float(w.end), 3),
+                            round(min(max(float(w.conf), 0.0), 1.0), 4), speaker,
                             None if azimuth is None else round(float(azimuth) % 360.0, 1)))
         return out
 

@@ -159,7 +159,8 @@ async def transcribe(ctx: ServerContext, fh: BinaryIO, params: FileParams) -> di
                 continue
     finally:
         stream.close()
-    transcript = Transcript(tuple(segments), tuple(turns_of(segments)), round(end.duration, 3))
+    turns = tuple(end.turns) if end.turns else tuple(turns_of(segments))
+    transcript = Transcript(tuple(segments), turns, round(end.duration, 3))
     out = transcript.to_dict()
     out["model"] = {"name": stream.model.name, "version": stream.model.manifest.version}
     out["processing_seconds"] = round(end.processing_seconds, 4)
