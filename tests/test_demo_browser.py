@@ -98,3 +98,28 @@ def test_demo_plays_the_sample_meeting(demo_server):
     assert state["partials"] > 0 and "ms" in state["latency"]
     assert re.fullmatch(r"\d+\.\d{3}", state["rtf"]), state["rtf"]
     assert SHOT.stat().st_size > 10_000
+
+
+def test_demo_streams_the_browser_microphone(demo_server):
+    """The microphone path: chromium's fake capture device (a beep) through the AudioWorklet to
+    the server as pcm_f32le; Stop sends `stop` and the server's `end` closes the stream."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS + [
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(demo_server + "/demo/?autostart=1&source=mic")
+            page.wait_for_function("window.minutesDemo && window.minutesDemo.audioTime > 2.0", timeout=30_000)
+            assert page.text_content("#status").startswith("streaming")
+            page.click("#stop")
+            page.wait_for_function("window.minutesDemo.ended === true", timeout=30_000)
+            state = page.evaluate("({audio: minutesDemo.audioTime, errors: minutesDemo.errors,"
+                                  " status: document.getElementById('status').textContent})")
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert not state["errors"], state["errors"]
+    assert state["status"].startswith("done") and state["audio"] > 2.0, state
