@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=2, help="worker processes (default 2: both cores)")
     b.add_argument("--corpus-dir", type=Path, default=None, help="real corpus folder (real/single)")
     b.add_argument("--n-dev", type=int, default=10, help="real speakers held out for dev")
-    b.add_argument("--test-utts", type=int, default=300, help="single: held-out TTS test utterances")
-    b.add_argument("--all-channels", action="store_true", help="single: store every mic, not the centre")
+    b.add_argument("--test-utts", type=int, default=300, help="single/mixture: held-out TTS test items, made first")
+    b.add_argument("--all-channels", action="store_true", help="single/mixture: store every mic, not only the reference (centre) mic")
     b.add_argument("--array", default="circular-7", help="array preset: circular-7 | linear-4")
     b.add_argument("--count", type=int, default=None, help="meeting/mixture: number of items (overrides --hours)")
     b.add_argument("--min-minutes", type=float, default=2.0, help="meeting: shortest meeting")
@@ -60,7 +60,17 @@ def run(args: argparse.Namespace) -> int:
         ))
         _finish(args.out, stats)
         return 0
-    raise SystemExit(f"recipe {args.recipe} is not built yet")
+    if args.recipe == "mixture":
+        from corpus.recipes.mixture import MixtureConfig, build_mixture
+
+        stats = build_mixture(MixtureConfig(
+            out=args.out, hours=args.hours, seed=args.seed, test_mixtures=args.test_utts, array=args.array,
+            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress,
+            corpus_dir=args.corpus_dir, n_dev=args.n_dev,
+        ))
+        _finish(args.out, stats)
+        return 0
+    raise SystemExit(f"unknown recipe {args.recipe}")
 
 
 def _finish(out: Path, stats) -> None:

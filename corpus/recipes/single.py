@@ -25,7 +25,21 @@ from corpus.manifest import Record
 from corpus.readers import Utterance, read_speechocean762, split_speakers
 
 SR = 16000
-WORDS_PER_SECOND = 2.6  # flite/festival/espeak/piper at rate 1.0, measured on the pool
+WORDS_PER_SECOND = 3.1  # flite/festival/espeak/piper at rate 1.0, measured on a 1.4 h build
+MAX_WORDS = 40
+
+
+def _text(pool, rng: random.Random, split: str, rate: float) -> tuple[str, str]:
+    """A sentence, or several run together, aiming at a duration drawn from 2-12 s: the pool's
+    sentences alone average ~3.5 s, shorter than the utterances a recogniser must handle."""
+    target = rng.uniform(2.0, 12.0) * WORDS_PER_SECOND * rate
+    src, text = pool.sample(rng, split)
+    while len(text.split()) < 0.8 * target:
+        more = pool.sample(rng, split)[1]
+        if len(text.split()) + len(more.split()) > MAX_WORDS:
+            break
+        text = f"{text} {more}"
+    return src, text
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ def plan(cfg: SingleConfig, real: list[Utterance]) -> list[Shard]:
     test_voices, test_w = _voices(True)
     for i in range(cfg.test_utts):
         v = rng.choices(test_voices, test_w)[0]
-        src, text = pool.sample(rng, "test")
+        src, text = _text(pool, rng, "test", v.rate)
         room, pos = _room_item(rng, nrng, cfg)
         items.append(Item(f"test-{i:06d}", "test", text, v.speaker, v.source, rng.getrandbits(32), v, None, room, pos, {"text_source": src}))
     train_voices, train_w = _voices(False)
@@ -112,7 +126,7 @@ def plan(cfg: SingleConfig, real: list[Utterance]) -> list[Shard]:
             budget -= u.duration + 0.3
         else:
             v = rng.choices(train_voices, train_w)[0]
-            src, text = pool.sample(rng, "train")
+            src, text = _text(pool, rng, "train", v.rate)
             room, pos = (None, None) if rng.random() < cfg.p_clean else _room_item(rng, nrng, cfg)
             items.append(Item(f"train-{i:07d}", "train", text, v.speaker, v.source, rng.getrandbits(32), v, None, room, pos, {"text_source": src}))
             budget -= len(text.split()) / WORDS_PER_SECOND / v.rate + 0.3
@@ -169,15 +183,20 @@ def render_shard(shard: Shard) -> list[Record]:
     return [_render_item(it, dry[k], shard) for k, it in enumerate(shard.items) if len(dry[k]) > SR // 4]
 
 
+def real_train_utterances(corpus_dir: Path | None, n_dev: int) -> list[Utterance]:
+    """Real utterances of the training speakers only (dev speakers are never rendered), with
+    speaker ids prefixed as in the real manifests."""
+    utts = read_speechocean762(corpus_dir)
+    train_spk, _ = split_speakers(utts, n_dev)
+    return [
+        Utterance(u.id, u.audio, u.text, f"speechocean762:{u.speaker}", u.duration, u.sample_rate)
+        for u in utts if u.speaker in train_spk
+    ]
+
+
 def build_single(cfg: SingleConfig) -> BuildStats:
-    real: list[Utterance] = []
-    if cfg.p_real > 0:
-        utts = read_speechocean762(cfg.corpus_dir)
-        train_spk, _ = split_speakers(utts, cfg.n_dev)  # dev speakers are never rendered here
-        real = [u for u in utts if u.speaker in train_spk]
-        real = [Utterance(u.id, u.audio, u.text, f"speechocean762:{u.speaker}", u.duration, u.sample_rate) for u in real]
-    shards = plan(cfg, real)
-    return run_shards(render_shard, shards, cfg.out, cfg.workers, cfg.progress, desc="single")
+    real = real_train_utterances(cfg.corpus_dir, cfg.n_dev) if cfg.p_real > 0 else []
+    return run_shards(render_shard, plan(cfg, real), cfg.out, cfg.workers, cfg.progress, desc="single")
 
 
 def plan_digest(shards: list[Shard]) -> str:
