@@ -50,8 +50,10 @@ function note(text) {
 }
 // Wall time at which the audio up to `t` (stream seconds) was sent: latency = now - that.
 function sentAt(t) {
-  for (const [end, wall] of state.sent) if (end >= t - 1e-6) return wall;
-  return null;
+  const s = state.sent;                 // sorted by audio time: binary search (hours of audio)
+  let lo = 0, hi = s.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (s[mid][0] < t - 1e-6) lo = mid + 1; else hi = mid; }
+  return lo < s.length ? s[lo][1] : null;
 }
 
 // ---------------------------------------------------------------- transcript
@@ -149,6 +151,7 @@ function drawPolar() {
   for (let k = 0; k < 6; k++) ctx.fillRect(cx + 9 * Math.cos(k * Math.PI / 3) - 1.5, cy - 9 * Math.sin(k * Math.PI / 3) - 1.5, 3, 3);
   ctx.fillRect(cx - 1.5, cy - 1.5, 3, 3);
   const now = Math.max(state.streamTime, state.audioTime);
+  if (state.history.length > 5000) state.history = state.history.filter((p) => now - p.t <= HISTORY_SECONDS);
   let points = 0;
   for (const p of state.history) {
     const age = now - p.t;
