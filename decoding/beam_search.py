@@ -18,6 +18,7 @@ does not depend on how the transducer is built; `decoding/transducer_view.py` ad
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -66,6 +67,7 @@ class Hypothesis:
     ilm_score: float = 0.0  # Σ log P_ILM(y_u | y_<u), unweighted
     hotword_score: float = 0.0  # biasing bonus, after the end-of-hypothesis correction
     frames: tuple[int, ...] = ()  # encoder frame (from stream start) where each token was emitted
+    probs: tuple[float, ...] = ()  # transducer posterior of each token when emitted (confidence)
 
 
 @dataclass
@@ -76,6 +78,7 @@ class BeamStream:
     trie: HotwordTrie | None
     tokens: list[tuple[int, ...]]
     frames: list[tuple[int, ...]]
+    probs: list[tuple[float, ...]]
     total: torch.Tensor  # (K,)
     am: torch.Tensor
     lm: torch.Tensor
@@ -94,6 +97,11 @@ class BeamStream:
         return len(self.tokens)
 
 
+def _logaddexp(a: float, b: float) -> float:
+    m = max(a, b)
+    return m + math.log1p(math.exp(min(a, b) - m))
+
+
 class BeamSearch:
     """Modified beam search over a `TransducerView`, with an optional external LM."""
 
@@ -105,7 +113,7 @@ class BeamSearch:
     def new_stream(self, opts: DecodingOptions, trie: HotwordTrie | None = None) -> BeamStream:
         pred_out, state = self.view.predictor_init(1)
         z = torch.zeros(1)
-        s = BeamStream(opts, trie if trie else None, [()], [()], z.clone(), z.clone(), z.clone(),
+        s = BeamStream(opts, trie if trie else None, [()], [()], [()], z.clone(), z.clone(), z.clone(),
                        z.clone(), z.clone(), pred_out, state)
         if opts.lm_weight and self.lm is not None:
             s.lm_rows, s.lm_state = self.lm.init(1)
@@ -124,7 +132,10 @@ class BeamSearch:
             enc = prepare(enc)
         for t in range(max(lengths, default=0)):
             active = [i for i, n in enumerate(lengths) if t < n]
-            self._frame([streams[i] for i in active], enc[active, t])
+            if len(active) == len(streams):
+                self._frame(streams, enc[:, t])
+            else:
+                self._frame([streams[i] for i in active], enc[active, t])
 
     def _frame(self, streams: Sequence[BeamStream], enc_t: torch.Tensor) -> None:
         view, blank, V = self.view, self.view.blank, self.view.vocab_size
@@ -152,22 +163,28 @@ class BeamSearch:
         fus = fusion_rows(s.opts, blank, tuple(rows.shape), s.lm_rows, s.ilm_rows, hot_rows)
         cand = s.total.unsqueeze(1) + rows + (fus if fus is not None else 0.0)
         top = cand.reshape(-1).topk(min(s.opts.beam_size, cand.numel()))
-        src_l, tok_l = (top.indices // V).tolist(), (top.indices % V).tolist()
+        src, tok = top.indices // V, top.indices % V
+        nb = tok != blank
+        # Score parts of every candidate at once; Python only builds token tuples and merges.
+        step_lp = rows[src, tok]
+        am_c = (s.am[src] + step_lp).tolist()
+        p_c = step_lp.exp().tolist()
+        lm_c = (s.lm[src] + (s.lm_rows[src, tok] * nb if s.lm_rows is not None else 0.0)).tolist() \
+            if s.lm_rows is not None else s.lm[src].tolist()
+        ilm_c = (s.ilm[src] + s.ilm_rows[src, tok] * nb).tolist() if s.ilm_rows is not None else s.ilm[src].tolist()
         keep: dict[tuple[int, ...], int] = {}
-        srcs, toks, tot, am, lm, ilm, hot, tokens, frames, nodes = [], [], [], [], [], [], [], [], [], []
-        for score, i, k in zip(top.values.tolist(), src_l, tok_l):
-            seq = s.tokens[i] if k == blank else s.tokens[i] + (k,)
-            a = float(s.am[i] + rows[i, k])
+        srcs, toks, tot, am, lm, ilm, hot, tokens, frames, probs, nodes = [], [], [], [], [], [], [], [], [], [], []
+        for c, (score, i, k) in enumerate(zip(top.values.tolist(), src.tolist(), tok.tolist())):
+            nonblank = k != blank
+            seq = s.tokens[i] + (k,) if nonblank else s.tokens[i]
             j = keep.get(seq)
             if j is not None:  # same text by another path: log-add (LM parts are equal)
-                tot[j] = float(torch.logaddexp(torch.tensor(tot[j]), torch.tensor(score)))
-                am[j] = float(torch.logaddexp(torch.tensor(am[j]), torch.tensor(a)))
+                tot[j] = _logaddexp(tot[j], score)
+                am[j] = _logaddexp(am[j], am_c[c])
                 continue
             keep[seq] = len(srcs)
-            srcs.append(i), toks.append(k), tot.append(score), am.append(a), tokens.append(seq)
-            nonblank = k != blank
-            lm.append(float(s.lm[i] + (s.lm_rows[i, k] if nonblank and s.lm_rows is not None else 0.0)))
-            ilm.append(float(s.ilm[i] + (s.ilm_rows[i, k] if nonblank and s.ilm_rows is not None else 0.0)))
+            srcs.append(i), toks.append(k), tot.append(score), am.append(am_c[c]), tokens.append(seq)
+            lm.append(lm_c[c]), ilm.append(ilm_c[c])
             h = float(s.hot[i])
             if s.trie is not None:
                 node = s.nodes[i]
@@ -176,9 +193,10 @@ class BeamSearch:
                     h += b
                 nodes.append(node)
             hot.append(h)
-            frames.append(s.frames[i] + ((s.t,) if nonblank else ()))
+            frames.append(s.frames[i] + (s.t,) if nonblank else s.frames[i])
+            probs.append(s.probs[i] + (p_c[c],) if nonblank else s.probs[i])
         src = torch.tensor(srcs)
-        s.tokens, s.frames, s.nodes = tokens, frames, nodes
+        s.tokens, s.frames, s.probs, s.nodes = tokens, frames, probs, nodes
         s.total, s.am, s.lm, s.ilm, s.hot = (torch.tensor(x) for x in (tot, am, lm, ilm, hot))
         s.pred_out = s.pred_out.index_select(0, src)
         s.pred_state = self.view.select_state(s.pred_state, src)
@@ -232,9 +250,39 @@ class BeamSearch:
         for i in range(s.size):
             corr = s.trie.final_bonus(s.nodes[i]) if s.trie is not None else 0.0
             hyps.append(Hypothesis(s.tokens[i], float(s.total[i]) + corr, float(s.am[i]), float(s.lm[i]),
-                                   float(s.ilm[i]), float(s.hot[i]) + corr, s.frames[i]))
+                                   float(s.ilm[i]), float(s.hot[i]) + corr, s.frames[i], s.probs[i]))
         hyps.sort(key=lambda h: h.score, reverse=True)
         return hyps[: (n or s.opts.nbest)]
+
+    def stable_tokens(self, s: BeamStream) -> int:
+        """How many leading tokens every hypothesis in the beam shares: the part of a partial
+        result that no later frame can change (what `stable_chars` reports)."""
+        first = s.tokens[0]
+        n = len(first)
+        for seq in s.tokens[1:]:
+            n = min(n, len(seq))
+            for i in range(n):
+                if seq[i] != first[i]:
+                    n = i
+                    break
+        return n
+
+    @torch.no_grad()
+    def reset_segment(self, s: BeamStream) -> Hypothesis:
+        """Close the segment at an endpoint: return the best hypothesis and restart the beam
+        from it (its predictor state kept as context, tokens and LM history cleared), keeping the
+        frame clock so later times stay relative to the stream start."""
+        best_i = int(torch.argmax(s.total))
+        best = self.nbest(s, 1)[0]
+        fresh = self.new_stream(s.opts, s.trie)
+        idx = torch.tensor([best_i])
+        fresh.pred_out = s.pred_out.index_select(0, idx)
+        fresh.pred_state = self.view.select_state(s.pred_state, idx)
+        if fresh.ilm_rows is not None:
+            fresh.ilm_rows = s.ilm_rows.index_select(0, idx)
+        fresh.t = s.t
+        s.__dict__.update(fresh.__dict__)
+        return best
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ import torch
 
 from decoding.options import DecodingOptions
 
-__all__ = ["ExternalLM", "token_map", "ilm_log_probs", "fusion_rows"]
+__all__ = ["ExternalLM", "token_map", "load_external_lm", "ilm_log_probs", "fusion_rows"]
 
 
 def token_map(vocab_size: int, blank: int, piece_of: dict[int, int] | None = None) -> torch.Tensor:
@@ -86,6 +86,22 @@ class ExternalLM:
                 pad[i, : len(p)] = torch.tensor(p, dtype=torch.long)
             return self.lm.sentence_logprob(pad, lens, eos=eos)
         return torch.tensor([self.lm.sentence_logprob(p, eos=eos) for p in pieces])
+
+
+def load_external_lm(path: str, vocab_size: int, blank: int = 0) -> ExternalLM | None:
+    """An external LM by file type (`.pkl`: n-gram; else a `models.lm` checkpoint), mapped onto
+    transducer ids laid out as the tokenizer does (blank at `blank`, piece i → i + 1)."""
+    if not path:
+        return None
+    if str(path).endswith(".pkl"):
+        from decoding.ngram import NgramLM
+
+        lm = NgramLM.load(path)
+    else:
+        from models.lm import load_lm
+
+        lm = load_lm(path)
+    return ExternalLM(lm, token_map(vocab_size, blank=blank))
 
 
 def ilm_log_probs(ilm_logits: torch.Tensor, blank: int) -> torch.Tensor:

@@ -154,3 +154,18 @@ def test_hotword_trie_gives_back_partial_matches():
 def _contains(seq, sub):
     seq = list(seq)
     return any(seq[i:i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
+
+
+def test_stable_prefix_and_segment_reset_keep_the_clock(model):
+    enc, lengths = _enc(1, 20, seed=7), torch.tensor([20])
+    search = BeamSearch(model)
+    s = search.new_stream(DecodingOptions(search="beam", beam_size=4))
+    search.search([s], enc[:, :10], torch.tensor([10]))
+    n = search.stable_tokens(s)
+    assert all(seq[:n] == s.tokens[0][:n] for seq in s.tokens)
+    best = search.reset_segment(s)
+    assert s.size == 1 and s.tokens == [()] and s.t == 10
+    assert len(best.probs) == len(best.tokens) and all(0 < p <= 1 for p in best.probs)
+    search.search([s], enc[:, 10:], torch.tensor([10]))
+    after = search.nbest(s, 1)[0]
+    assert all(f >= 10 for f in after.frames)
