@@ -29,6 +29,10 @@ class DecodingOptions:
     hotwords: tuple[str, ...] = ()  # words/phrases to boost (normalised text), per session
     hotword_score: float = 2.0  # log-score bonus per matched token of a hotword
     max_symbols_per_frame: int = 3  # greedy only: cap on emissions in one encoder frame
+    # Endpointing (the recogniser's rules; here so one options object describes a stream).
+    endpoint_trailing_blank: float = 1.0  # s without a token after a word -> endpoint
+    endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
+    endpoint_max_segment: float = 20.0  # s: a segment this long is closed
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
