@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,24 +49,17 @@ class LoadedModel:
     name: str
     manifest: Manifest
     recogniser: Any  # decoding.recogniser.Recogniser
-    accepts_options: bool  # new_stream takes options (hotwords)
-
-    def stream_kwargs(self, spec: StreamSpec) -> dict[str, Any]:
-        if not self.accepts_options or not spec.hotwords:
-            return {}
-        return {"options": self.stream_options(spec)}
-
-    def stream_options(self, spec: StreamSpec) -> Any:
-        """The recogniser's default decoding options with this stream's hotwords."""
-        from decoding.options import DecodingOptions
-
-        base = getattr(self.recogniser, "options", None)
-        base = base if isinstance(base, DecodingOptions) else None
-        return DecodingOptions.from_dict({"hotwords": list(spec.hotwords)}, base=base)
+    options_cls: Any  # the recogniser's per-stream options dataclass, if new_stream takes one
 
     @property
     def hotwords_supported(self) -> bool:
-        return self.accepts_options
+        return self.options_cls is not None and "hotwords" in {f.name for f in fields(self.options_cls)}
+
+    def stream_kwargs(self, spec: StreamSpec) -> dict[str, Any]:
+        """`new_stream` arguments: the recogniser's default options with this stream's hotwords."""
+        if not spec.hotwords or not self.hotwords_supported:
+            return {}
+        return {"options": self.options_cls(hotwords=tuple(spec.hotwords))}
 
 
 class Engine:
@@ -162,10 +155,15 @@ class Engine:
         except Exception as exc:  # an artefact the recogniser cannot read is "unavailable", not a crash
             log.exception("loading model %s/%s failed", name, manifest.version)
             raise ModelUnavailable(f"model {name!r} could not be loaded: {exc}") from exc
-        accepts = "options" in inspect.signature(rec.new_stream).parameters
+        options_cls = None
+        if "options" in inspect.signature(rec.new_stream).parameters:
+            import decoding.recogniser as module
+
+            cls = getattr(module, "DecodingOptions", None)
+            options_cls = cls if cls is not None and is_dataclass(cls) else None
         log.info("model %s/%s loaded in %.1fs (%s)", name, manifest.version, time.perf_counter() - t0,
                  manifest.architecture)
-        return LoadedModel(name, manifest, rec, accepts)
+        return LoadedModel(name, manifest, rec, options_cls)
 
     # -- diarisation -----------------------------------------------------------------------
     def _setup_diariser(self) -> None:

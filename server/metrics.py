@@ -12,6 +12,7 @@ class Metrics:
         self.streams = Counter("minutes_streams", "streams opened", ["endpoint"], registry=r)
         self.refused = Counter("minutes_refused_streams", "streams refused", ["reason"], registry=r)
         self.errors = Counter("minutes_errors", "errors sent, by code", ["code"], registry=r)
+        self.engine_streams = Gauge("minutes_engine_streams", "streams whose state the decoder holds", registry=r)
         self.queue_depth = Gauge("minutes_queue_depth", "streams with a chunk waiting for the decoder", registry=r)
         self.rtf = Gauge("minutes_rtf", "decoder compute / audio over the last ~10 s", registry=r)
         self.audio = Counter("minutes_audio_seconds", "audio seconds decoded", registry=r)

@@ -33,6 +33,7 @@ def metrics(ctx: Ctx) -> Response:
     """Prometheus text format."""
     m, engine = ctx.metrics, ctx.engine
     m.queue_depth.set(engine.queue_depth)
+    m.engine_streams.set(engine.active_streams)
     m.rtf.set(engine.rtf())
     if ctx.jobs is not None:
         counts = ctx.jobs.store.counts()

@@ -1,0 +1,334 @@
+"""Load benchmark: how many concurrent real-time streams the server holds on this machine.
+
+The server runs in its own process (`minutes serve`); this process is the client: it streams
+N real-speech recordings (speechocean762 utterances joined with pauses) over `/v1/stream` at
+real-time pace, 100 ms a frame, and times every event against the moment the audio it
+covers was sent:
+
+- partial latency: arrival of a `partial` − send time of the audio up to its `end`;
+- first-partial latency: arrival of a segment's first `partial` − send time of its `start`;
+- final latency: arrival of a `final` − send time of its `end` (this includes the
+  endpointer's trailing-silence wait: the segment cannot close earlier).
+
+Levels of N rise until p95 partial latency passes the budget (500 ms); the capacity is the
+largest N within it. A soak then holds streams open for `--soak-seconds`, sampling the
+server's resident memory, to show it stays flat on long streams.
+
+    python -m bench.load --levels 4,8,16,24,32,48 --level-seconds 40 --soak-seconds 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "speechocean762-train"
+FRAME_S = 0.1
+RATE = 16000
+
+
+# -- audio ---------------------------------------------------------------------------------
+def load_clips(limit: int, seed: int = 0) -> list[np.ndarray]:
+    files = sorted((DATA / "audio").glob("*/*.flac"))
+    if not files:
+        raise SystemExit(f"no speechocean762 FLACs under {DATA}")
+    random.Random(seed).shuffle(files)
+    clips = []
+    for f in files[:limit]:
+        x, sr = sf.read(f, dtype="int16")
+        if sr != RATE:
+            raise SystemExit(f"{f}: {sr} Hz, expected {RATE}")
+        clips.append(x if x.ndim == 1 else x[:, 0])
+    return clips
+
+
+def stream_audio(clips: list[np.ndarray], seconds: float, seed: int) -> np.ndarray:
+    """Utterances in random order with 0.6–1.5 s pauses between, `seconds` long."""
+    rng = random.Random(seed)
+    parts, n = [], 0
+    while n < seconds * RATE:
+        clip = clips[rng.randrange(len(clips))]
+        gap = np.zeros(int(rng.uniform(0.6, 1.5) * RATE), dtype=np.int16)
+        parts += [clip, gap]
+        n += len(clip) + len(gap)
+    return np.concatenate(parts)[: int(seconds * RATE)]
+
+
+# -- one client stream ---------------------------------------------------------------------
+@dataclass
+class StreamStats:
+    partial: list[float] = field(default_factory=list)
+    first_partial: list[float] = field(default_factory=list)
+    final: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    finals: int = 0
+    ended: bool = False
+    behind: float = 0.0  # how late the last frame went out (client pacing check)
+
+
+async def run_stream(url: str, audio: np.ndarray, delay: float, stats: StreamStats) -> None:
+    from websockets.asyncio.client import connect
+
+    await asyncio.sleep(delay)
+    frame = int(FRAME_S * RATE)
+    n_frames = math.ceil(len(audio) / frame)
+    sent_at = [math.inf] * n_frames
+    seen_segments: set[int] = set()
+
+    def sent(t: float) -> float:
+        i = min(max(math.ceil(round(t / FRAME_S, 6)) - 1, 0), n_frames - 1)
+        return sent_at[i]
+
+    async with connect(url, max_size=2**22, open_timeout=60, close_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": RATE, "encoding": "pcm_s16le", "channels": 1,
+                                  "options": {"partials": True}}))
+        ready = json.loads(await ws.recv())
+        if ready.get("type") != "ready":
+            stats.errors.append(ready.get("code", "no_ready"))
+            return
+
+        async def receive() -> None:
+            async for raw in ws:
+                now = time.monotonic()
+                msg = json.loads(raw)
+                kind = msg.get("type")
+                if kind == "partial":
+                    stats.partial.append(now - sent(msg["end"]))
+                    if msg["segment"] not in seen_segments:
+                        seen_segments.add(msg["segment"])
+                        stats.first_partial.append(now - sent(msg["start"]))
+                elif kind == "final":
+                    stats.finals += 1
+                    stats.final.append(now - sent(msg["end"]))
+                elif kind == "error":
+                    stats.errors.append(msg["code"])
+                elif kind == "end":
+                    stats.ended = True
+                    return
+
+        rx = asyncio.create_task(receive())
+        t0 = time.monotonic()
+        for i in range(n_frames):
+            due = t0 + (i + 1) * FRAME_S  # a frame exists only once its last sample was "spoken"
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            sent_at[i] = time.monotonic()
+            await ws.send(audio[i * frame : (i + 1) * frame].tobytes())
+        stats.behind = time.monotonic() - (t0 + n_frames * FRAME_S)
+        await ws.send(json.dumps({"type": "stop"}))
+        await asyncio.wait_for(rx, timeout=120)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+
+def summarise(all_stats: list[StreamStats]) -> dict:
+    part = [v for s in all_stats for v in s.partial]
+    first = [v for s in all_stats for v in s.first_partial]
+    fin = [v for s in all_stats for v in s.final]
+    return {
+        "partials": len(part), "finals": sum(s.finals for s in all_stats),
+        "partial_ms": {"p50": pct(part, 50), "p95": pct(part, 95), "max": pct(part, 100)},
+        "first_partial_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
+        "final_ms": {"p50": pct(fin, 50), "p95": pct(fin, 95)},
+        "errors": sorted({e for s in all_stats for e in s.errors}),
+        "streams_ended": sum(s.ended for s in all_stats),
+        "client_behind_s_max": round(max((s.behind for s in all_stats), default=0.0), 3),
+    }
+
+
+# -- server --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def metric(base: str, name: str) -> float | None:
+    import httpx
+
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def start_server(args: argparse.Namespace, port: int, tmp: Path) -> subprocess.Popen:
+    import httpx
+
+    cmd = [sys.executable, "-m", "minutes", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--model", args.model, "--max-streams", "512", "--max-batch", str(args.max_batch),
+           "--threads", str(args.threads), "--jobs-db", str(tmp / "jobs.sqlite"), "--jobs-dir", str(tmp / "jobs"),
+           "--idle-timeout-seconds", "120"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"server did not become ready; see {tmp / 'server.log'}")
+
+
+async def run_level(url: str, clips: list[np.ndarray], n: int, seconds: float, seed: int) -> list[StreamStats]:
+    stats = [StreamStats() for _ in range(n)]
+    tasks = [run_stream(url, stream_audio(clips, seconds, seed * 1000 + i), random.Random(i).uniform(0, 1.0), stats[i])
+             for i in range(n)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for s, r in zip(stats, results):
+        if isinstance(r, Exception):
+            s.errors.append(f"client:{type(r).__name__}")
+    return stats
+
+
+def measure(proc: subprocess.Popen, base: str, url: str, clips, n: int, seconds: float, seed: int) -> dict:
+    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    stats = asyncio.run(run_level(url, clips, n, seconds, seed))
+    wall = time.monotonic() - t0
+    out = {"streams": n, "seconds": seconds, **summarise(stats),
+           "server_cpu_cores": round((cpu_seconds(proc.pid) - cpu0) / wall, 2),
+           "server_rss_mb": round(rss_mb(proc.pid), 1)}
+    bsum, bcount = metric(base, "minutes_decode_batch_size_sum"), metric(base, "minutes_decode_batch_size_count")
+    out["mean_batch_so_far"] = round(bsum / bcount, 2) if bcount else None
+    return out
+
+
+async def soak(url: str, clips, n: int, seconds: float, proc: subprocess.Popen, every: float) -> tuple[list, list]:
+    stats = [StreamStats() for _ in range(n)]
+    samples: list[tuple[float, float]] = []
+    t0 = time.monotonic()
+
+    async def sampler() -> None:
+        while True:
+            samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(sampler())
+    tasks = [run_stream(url, stream_audio(clips, seconds, 777 + i), random.Random(i).uniform(0, 1.0), stats[i])
+             for i in range(n)]
+    await asyncio.gather(*tasks, return_exceptions=True)
+    task.cancel()
+    samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
+    return stats, samples
+
+
+class _Running:
+    """A server this benchmark did not start (nothing to stop)."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid
+
+    def terminate(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default")
+    p.add_argument("--levels", default="4,8,16,24,32,48")
+    p.add_argument("--level-seconds", type=float, default=40.0)
+    p.add_argument("--soak-seconds", type=float, default=600.0)
+    p.add_argument("--soak-streams", type=int, default=0, help="0: the measured capacity")
+    p.add_argument("--budget-ms", type=float, default=500.0)
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clips", type=int, default=300)
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load.json")
+    p.add_argument("--url", default=None, help="use a running server (http://host:port) instead of starting one")
+    p.add_argument("--server-pid", type=int, default=None, help="its pid, for memory and CPU readings")
+    args = p.parse_args(argv)
+
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="minutes-load-"))
+    clips = load_clips(args.clips)
+    if args.url:
+        base = args.url.rstrip("/")
+        proc = _Running(args.server_pid)
+    else:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(args, port, tmp)
+    url = base.replace("http", "ws", 1) + "/v1/stream"
+    result: dict = {"model": args.model, "budget_ms": args.budget_ms, "machine": {
+        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "server": {"max_batch": args.max_batch, "threads": args.threads}, "levels": []}
+    try:
+        import httpx
+
+        result["model_info"] = httpx.get(f"{base}/readyz").json().get("model")
+        result["idle_rss_mb"] = round(rss_mb(proc.pid), 1)
+        capacity = 0
+        for n in [int(v) for v in args.levels.split(",")]:
+            level = measure(proc, base, url, clips, n, args.level_seconds, seed=n)
+            p95 = level["partial_ms"]["p95"]
+            level["within_budget"] = bool(p95 is not None and p95 <= args.budget_ms and not level["errors"]
+                                          and level["streams_ended"] == n)
+            result["levels"].append(level)
+            print(json.dumps(level), flush=True)
+            if not level["within_budget"]:
+                break
+            capacity = n
+        result["capacity_streams"] = capacity
+        n_soak = args.soak_streams or capacity
+        if args.soak_seconds > 0 and n_soak > 0:
+            rss_before = rss_mb(proc.pid)
+            stats, samples = asyncio.run(soak(url, clips, n_soak, args.soak_seconds, proc, every=10.0))
+            rss = [m for _, m in samples]
+            half = len(rss) // 2
+            result["soak"] = {
+                "streams": n_soak, "seconds": args.soak_seconds, **summarise(stats),
+                "rss_mb_before": round(rss_before, 1), "rss_mb_first_half_max": max(rss[: half or 1]),
+                "rss_mb_second_half_max": max(rss[half:]), "rss_mb_samples": samples,
+            }
+            print(json.dumps({k: v for k, v in result["soak"].items() if k != "rss_mb_samples"}), flush=True)
+        result["final_rtf_gauge"] = metric(base, "minutes_rtf")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
