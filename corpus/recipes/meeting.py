@@ -53,6 +53,8 @@ class MeetingConfig:
     array: str = "circular-7"
     seed: int = 0
     max_order: int = 12
+    snr_db: tuple[float, float] = (5.0, 30.0)  # diffuse noise, at the reference mic
+    rt60: tuple[float, float] = (0.15, 0.6)
     workers: int = 2
     progress: bool = True
 
@@ -123,7 +125,7 @@ def _plan_meeting(i: int, cfg: MeetingConfig, pool, rng: random.Random) -> Meeti
     voices = _pick_voices(rng, n_spk, held_out=split == "test")
     n_spk = len(voices)
     duration = rng.uniform(cfg.min_minutes, cfg.max_minutes) * 60
-    room = rooms.sample_room(np.random.default_rng(rng.getrandbits(32)), max_order=cfg.max_order)
+    room = rooms.sample_room(np.random.default_rng(rng.getrandbits(32)), cfg.rt60, cfg.snr_db, cfg.max_order)
     # Seats at least 25 degrees apart, so each talker is a separate direction when seated.
     seats: list[float] = []
     while len(seats) < n_spk:
@@ -134,8 +136,10 @@ def _plan_meeting(i: int, cfg: MeetingConfig, pool, rng: random.Random) -> Meeti
     dominance = [rng.gammavariate(1.5, 1.0) for _ in range(n_spk)]
     turns: list[Turn] = []
     est, prev = 0.0, -1
+    intro = list(range(n_spk))  # everyone speaks early on, so short meetings have every talker
+    rng.shuffle(intro)
     while est < duration * 1.3 + 20:
-        spk = prev
+        spk = intro.pop() if intro and intro[-1] != prev else prev
         while spk == prev:
             spk = rng.choices(range(n_spk), dominance)[0]
         texts = []
