@@ -80,7 +80,9 @@ def model_store(tmp_path_factory) -> tuple[Path, bool]:
         return real, True
     tmp = tmp_path_factory.mktemp("tinymodel")
     build_tiny_model(tmp)
-    ModelStore(tmp / "store").publish(tmp / "src", "default", "conformer-transducer", description="random init (tests)")
+    store = ModelStore(tmp / "store")
+    store.publish(tmp / "src", "default", "conformer-transducer", description="random init (tests)")
+    store.publish(tmp / "src", "tiny-b", "conformer-transducer", sparsity=0.0, base="default/1")
     return tmp / "store", False
 
 
@@ -408,8 +410,11 @@ def test_jobs_survive_a_restart(model_store, tmp_path):
     audio = np.concatenate([speech_with_pauses()] * 3)  # ~40 s: long enough to catch it running
     path = tmp_path / "long.flac"
     sf.write(path, audio, 16000)
-    proc, addr = serve(model_store[0], tmp_path)
+    names = ModelStore(model_store[0]).names()
+    model = [n for n in names if n != "default"][:1] or ["default"]  # `--model NAME`: any model of the store
+    proc, addr = serve(model_store[0], tmp_path, "--model", model[0])
     try:
+        assert httpx.get(f"http://{addr}/readyz").json()["model"]["name"] == model[0]
         r = httpx.post(f"http://{addr}/v1/jobs", files={"file": ("long.flac", path.read_bytes())}, data={"format": "srt"})
         assert r.status_code == 202 and r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
         job = r.json()["id"]
@@ -422,7 +427,7 @@ def test_jobs_survive_a_restart(model_store, tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # a crash, not a clean shutdown
         proc.wait(timeout=20)
-    proc, addr = serve(model_store[0], tmp_path)
+    proc, addr = serve(model_store[0], tmp_path, "--model", model[0])
     try:
         deadline = time.monotonic() + 150
         while True:
@@ -451,3 +456,19 @@ def test_models_endpoint_lists_the_store(server):
     assert m["loaded"] is True and len(m["sha256"]) == 64 and m["size_bytes"] > 0 and "files" not in m
     ready = httpx.get(f"http://{server}/readyz").json()
     assert ready["status"] == "ready" and ready["model"]["version"] == m["version"]
+
+
+def test_a_stream_may_pick_another_model_of_the_store(server, model_store):
+    others = [n for n in ModelStore(model_store[0]).names() if n != "default"]
+    if not others:
+        pytest.skip("the store holds one model")
+    with ws(server) as conn:
+        conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"model": others[0]}}))
+        ready = json.loads(conn.recv(timeout=60))  # loaded on first use
+        assert ready["type"] == "ready" and ready["model"]["name"] == others[0]
+        send_audio(conn, clip(CLIPS[0]), 8000)
+        conn.send(json.dumps({"type": "stop"}))
+        events, code = drain(conn)
+    assert code == 1000 and events[-1]["type"] == "end"
+    listed = {m["name"]: m for m in httpx.get(f"http://{server}/v1/models").json()["models"]}
+    assert listed[others[0]]["loaded"] and listed["default"]["loaded"]
