@@ -10,7 +10,7 @@ PORT   ?= 8000
 # Debian packages: TTS voices and text for the corpus builder, sox, the browser for the demo
 # page tests, nginx for the replica test.
 DEB_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-	fortunes fortunes-min bible-kjv-text wordnet-base dict-devil sox libsndfile1 \
+	fortunes fortunes-min bible-kjv bible-kjv-text wordnet-base dict-devil sox libsndfile1 \
 	chromium chromium-driver nginx-light libportaudio2
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
