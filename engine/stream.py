@@ -44,6 +44,7 @@ class _Inbox:
     finished: str | None = None  # reason, once the client said stop (or a limit hit)
     closed: bool = False  # the client vanished: drop everything
     syncs: list[tuple[int, bool]] = field(default_factory=list)  # (token, close the segment first)
+    queued: int = 0  # frames in `frames`
 
 
 class EngineStream:
@@ -79,6 +80,13 @@ class EngineStream:
         """(N, C) float32 frames at spec.sample_rate."""
         with self._lock:
             self._inbox.frames.append(frames)
+            self._inbox.queued += len(frames)
+
+    @property
+    def backlog_seconds(self) -> float:
+        """Audio accepted but not yet taken by the worker (a client sending faster than real
+        time); the server stops reading the socket while it is large, so memory stays bounded."""
+        return self._inbox.queued / self.spec.sample_rate
 
     def feed_from(self, source: Iterator[np.ndarray]) -> None:
         """Read frames lazily from `source` (keeps a long file's memory flat)."""
@@ -136,6 +144,7 @@ class EngineStream:
             if len(frames) > most > 0:
                 q.appendleft(frames[most:])
                 frames = frames[:most]
+            self._inbox.queued = max(0, self._inbox.queued - len(frames))
             return frames
 
     def _push(self, frames: np.ndarray) -> None:

@@ -23,6 +23,7 @@ from server.wsbase import Connection, Idle, Outgoing, run_until_either
 
 log = logging.getLogger("minutes.server")
 router = APIRouter()
+MAX_BACKLOG_SECONDS = 20.0  # undecoded audio a stream may queue before the server stops reading
 
 
 @router.websocket("/v1/stream")
@@ -64,6 +65,7 @@ class StreamSession:
                 continue
             if msg.get("bytes") is not None:
                 self.on_audio(msg["bytes"])
+                await self.throttle()
             elif msg.get("text") is not None:
                 await self.on_text(msg["text"])
 
@@ -143,6 +145,11 @@ class StreamSession:
         if self.seconds >= self.cfg.max_session_seconds:
             self.limit("session_limit", f"the stream reached the limit of {self.cfg.max_session_seconds:g} s")
 
+    async def throttle(self) -> None:
+        """Stop reading while the decoder is far behind this stream (TCP then slows the client)."""
+        while self.stream is not None and not self.stream.closed and self.stream.backlog_seconds > MAX_BACKLOG_SECONDS:
+            await asyncio.sleep(0.05)
+
     def limit(self, code: str, message: str) -> None:
         """A limit ends the stream: error, then the usual flush (final, end), then close 1008."""
         self.conn.error(code, message, fatal=True)
@@ -163,7 +170,10 @@ class StreamSession:
             elif isinstance(item, Failure):
                 self.conn.error(item.code, item.message, fatal=True)
             elif isinstance(item, End):
-                await self.conn.write(Outgoing(item.to_dict(), self.close_code))
+                summary = item.to_dict()
+                log.info("stream %s ended (%s, %.1f s of audio, rtf %.3f)", item.stream_id, item.reason,
+                         item.duration, summary["rtf"], extra={"fields": {k: v for k, v in summary.items() if k != "text"}})
+                await self.conn.write(Outgoing(summary, self.close_code))
                 self.stream = None  # the engine has already dropped it
                 return
             elif not isinstance(item, Synced):
