@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,9 @@ import pytest
 
 from conftest import REPO, free_port, start_server, wait_http
 
+# The model store the servers load (MINUTES_MODEL_STORE, as `minutes serve` reads it).
+STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
+
 SAMPLES = REPO / "clients" / "web" / "samples"
 REFERENCE = json.loads((SAMPLES / "meeting.json").read_text())
 
@@ -29,7 +33,7 @@ REFERENCE = json.loads((SAMPLES / "meeting.json").read_text())
 # docstring of clients/ and the report): measured WER + a margin for decoding jitter.
 WER_BOUND = 0.6
 
-pytestmark = pytest.mark.skipif(not (REPO / "store").is_dir(), reason="no model store (store/) in this checkout")
+pytestmark = pytest.mark.skipif(not STORE.is_dir(), reason=f"no model store at {STORE}")
 
 
 def normalise(text: str) -> str:

@@ -6,6 +6,7 @@ directions, and the latency/RTF read-outs fill in. The screenshot lands in bench
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,9 @@ import pytest
 
 from conftest import REPO, free_port, start_server, wait_http
 
+# The model store the servers load (MINUTES_MODEL_STORE, as `minutes serve` reads it).
+STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--autoplay-policy=no-user-gesture-required"]
@@ -25,7 +29,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
-    pytest.mark.skipif(not (REPO / "store").is_dir(), reason="no model store (store/) in this checkout"),
+    pytest.mark.skipif(not STORE.is_dir(), reason=f"no model store at {STORE}"),
 ]
 
 

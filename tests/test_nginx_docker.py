@@ -24,6 +24,7 @@ from conftest import REPO, free_port, wait_http
 
 DOCKER = REPO / "docker"
 SAMPLE = REPO / "clients" / "web" / "samples" / "meeting.flac"
+STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
 
 
 def test_dockerfile_lints_clean():
@@ -85,7 +86,7 @@ def _start_replica(port: int, data: Path) -> subprocess.Popen:
         "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
         "MINUTES_HOST": "127.0.0.1",
         "MINUTES_PORT": str(port),
-        "MINUTES_MODEL_STORE": str(REPO / "store"),
+        "MINUTES_MODEL_STORE": str(STORE),
         "MINUTES_JOBS_DB": str(data / "jobs.sqlite"),  # shared, as the compose volume is
         "MINUTES_JOBS_DIR": str(data / "jobs"),
         "OMP_NUM_THREADS": "1",
@@ -114,12 +115,23 @@ def _upstreams_of_streams(log: Path) -> list[str]:
     return [re.search(r"upstream=(.*?) request_time=", l).group(1).split(", ")[-1] for l in lines]
 
 
+def _wait_for_log(log: Path, n: int, timeout: float = 10.0) -> list[str]:
+    """nginx logs a proxied WebSocket when both sides have closed, a moment after the client
+    has its `end`: wait for the `n`-th stream line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        used = _upstreams_of_streams(log) if log.exists() else []
+        if len(used) >= n or time.monotonic() > deadline:
+            return used
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_two_replicas_behind_nginx(tmp_path):
     if not shutil.which("nginx"):
         pytest.skip("nginx not installed (Debian nginx-light)")
-    if not (REPO / "store").is_dir():
-        pytest.skip("no model store")
+    if not STORE.is_dir():
+        pytest.skip(f"no model store at {STORE}")
     ports = [free_port(), free_port()]
     replicas = [_start_replica(p, tmp_path) for p in ports]
     nginx = None
@@ -145,7 +157,7 @@ def test_two_replicas_behind_nginx(tmp_path):
         for finals, end in results:
             assert end is not None and end.reason == "stop" and abs(end.duration - 6.0) < 0.05
         access = tmp_path / "access.log"
-        used = _upstreams_of_streams(access)
+        used = _wait_for_log(access, 2)
         assert sorted(used) == sorted(f"127.0.0.1:{p}" for p in ports), used
         for p in ports:  # each replica's own counter agrees with nginx's log
             metrics = httpx.get(f"http://127.0.0.1:{p}/metrics").text
@@ -156,7 +168,7 @@ def test_two_replicas_behind_nginx(tmp_path):
         replicas[0].wait(timeout=30)
         finals, end = asyncio.run(_stream_through(f"ws://127.0.0.1:{listen}/v1/stream", 2.0, 0.0))
         assert end is not None and end.reason == "stop"
-        assert _upstreams_of_streams(access)[-1] == f"127.0.0.1:{ports[1]}"
+        assert _wait_for_log(access, 3)[-1] == f"127.0.0.1:{ports[1]}"
     finally:
         if nginx is not None:
             nginx.send_signal(signal.SIGQUIT)

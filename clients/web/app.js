@@ -82,7 +82,7 @@ function addFinal(msg) {
     const az = w.azimuth == null ? "" : `, ${w.azimuth.toFixed(0)}°`;
     span.title = `${w.text}: conf ${w.conf.toFixed(2)}, ${w.start.toFixed(2)}–${w.end.toFixed(2)} s` +
       (w.speaker ? `, ${w.speaker}` : "") + az;
-    text.appendChild(span);
+    text.append(span, " ");             // a break opportunity between words
     if (w.azimuth != null) state.history.push({ t: (w.start + w.end) / 2, az: w.azimuth, speaker: w.speaker, kind: "word" });
   }
   line.append(time, who, text);
