@@ -92,8 +92,10 @@ class Printer:
         if self.quiet or not self.tty:
             return
         width = os.get_terminal_size(self.out.fileno()).columns if self.tty else 100
-        line = f"[{_clock(ev.start)}] … {ev.text}"
-        self.out.write("\r\x1b[2K" + line[-(width - 1):])
+        prefix = f"[{_clock(ev.start)}] … "
+        room = max(10, width - 1 - len(prefix))
+        text = ev.text if len(ev.text) <= room else "…" + ev.text[-(room - 1):]  # the newest words
+        self.out.write("\r\x1b[2K" + prefix + text)
         self.out.flush()
         self.partial_shown = True
 
