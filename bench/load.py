@@ -190,7 +190,7 @@ def start_server(args: argparse.Namespace, port: int, tmp: Path) -> subprocess.P
 
     cmd = [sys.executable, "-m", "minutes", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--model", args.model, "--max-streams", "512", "--max-batch", str(args.max_batch),
-           "--threads", str(args.threads), "--jobs-db", str(tmp / "jobs.sqlite"), "--jobs-dir", str(tmp / "jobs"),
+           "--threads", str(args.threads), "--decoders", str(args.decoders), "--jobs-db", str(tmp / "jobs.sqlite"), "--jobs-dir", str(tmp / "jobs"),
            "--idle-timeout-seconds", "120"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
     deadline = time.monotonic() + 180
@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-ms", type=float, default=500.0)
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--decoders", type=int, default=1)
     p.add_argument("--clips", type=int, default=300)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load.json")
     p.add_argument("--url", default=None, help="use a running server (http://host:port) instead of starting one")
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     url = base.replace("http", "ws", 1) + "/v1/stream"
     result: dict = {"model": args.model, "budget_ms": args.budget_ms, "machine": {
         "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "server": {"max_batch": args.max_batch, "threads": args.threads}, "levels": []}
+        "server": {"max_batch": args.max_batch, "threads": args.threads, "decoders": args.decoders}, "levels": []}
     try:
         import httpx
 

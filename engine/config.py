@@ -12,7 +12,8 @@ class EngineConfig:
     model: str = "default"  # model loaded at start-up; others load on first use
     max_batch: int = 32  # most streams in one decode_streams call (sherpa-onnx max-batch-size)
     loop_interval_ms: float = 10.0  # worker's wait for more chunks when it has none ready
-    threads: int = 1  # torch intra-op threads of the worker (one core per worker decodes best here)
+    threads: int = 1  # torch intra-op threads (one core per decoder decodes best here)
+    decoders: int = 1  # decoder threads, each batching its own streams
     diarisation: bool = True  # use diarisation.online when it is installed
     verify_checksums: bool = True  # re-hash artefacts on load
     max_models: int = 3  # models kept loaded at once (least recently used is dropped)
@@ -22,5 +23,5 @@ class EngineConfig:
             raise ValueError("max_batch must be >= 1")
         if self.loop_interval_ms <= 0:
             raise ValueError("loop_interval_ms must be > 0")
-        if self.threads < 1:
-            raise ValueError("threads must be >= 1")
+        if self.threads < 1 or self.decoders < 1:
+            raise ValueError("threads and decoders must be >= 1")

@@ -66,7 +66,10 @@ class Engine:
     def __init__(self, config: EngineConfig, observer: DecodeObserver | None = None):
         self.config = config
         self.store = ModelStore(config.store)
-        self.worker = BatchWorker(config.max_batch, config.loop_interval_ms, observer, on_start=self._thread_setup)
+        # One decoder thread per core you give it: each batches its own streams (torch ops
+        # release the GIL, so two decoders use two cores); a stream stays on one decoder.
+        self.workers = [BatchWorker(config.max_batch, config.loop_interval_ms, observer, on_start=self._thread_setup)
+                        for _ in range(config.decoders)]
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._load_lock = threading.Lock()
         self._diariser: Any = None
@@ -81,11 +84,13 @@ class Engine:
         if self._started:
             return
         self._started = True
-        self.worker.start()
+        for w in self.workers:
+            w.start()
         threading.Thread(target=self._load_default, name="minutes-model-loader", daemon=True).start()
 
     def stop(self) -> None:
-        self.worker.stop()
+        for w in self.workers:
+            w.stop()
 
     def _thread_setup(self) -> None:
         pass  # torch threads are set when torch is first imported (in _load)
@@ -195,7 +200,9 @@ class Engine:
         if spec.diarisation and self._diariser is not None and spec.geometry is not None:
             diariser = self._diariser.new_stream(spec.geometry_array, model.recogniser.sample_rate)
         stream = EngineStream(uuid.uuid4().hex[:16], spec, model, sink, diariser)
-        self.worker.add(stream)
+        worker = min(self.workers, key=lambda w: w.active)
+        stream.worker = worker
+        worker.add(stream)
         return stream
 
     def transcribe_source(self, spec: StreamSpec, source: Iterator[np.ndarray], sink: Sink) -> EngineStream:
@@ -203,22 +210,24 @@ class Engine:
         stream = self.open_stream(spec, sink)
         stream.feed_from(source)
         stream.finish("stop")
-        self.worker.notify()
+        stream.worker.notify()
         return stream
 
     def notify(self) -> None:
-        self.worker.notify()
+        for w in self.workers:
+            w.notify()
 
     @property
     def active_streams(self) -> int:
-        return self.worker.active
+        return sum(w.active for w in self.workers)
 
     @property
     def queue_depth(self) -> int:
-        return self.worker.queue_depth
+        return sum(w.queue_depth for w in self.workers)
 
     def rtf(self) -> float:
-        return self.worker.rtf()
+        """Compute seconds per audio second, summed over decoders (2 decoders at 0.5 each = 1.0)."""
+        return sum(w.rtf() for w in self.workers)
 
 
 def _build_diariser(cls: Any) -> Any:

@@ -74,6 +74,7 @@ class EngineStream:
         self.words = 0
         self.texts: list[str] = []
         self.ended = False
+        self.worker: Any = None  # the BatchWorker that decodes this stream (set by the engine)
 
     # -- event-loop side ---------------------------------------------------------------
     def accept(self, frames: np.ndarray) -> None:

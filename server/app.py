@@ -28,6 +28,7 @@ WEB = Path(__file__).resolve().parents[1] / "clients" / "web"
 def engine_config(config: ServerConfig) -> EngineConfig:
     return EngineConfig(store=config.model_store, model=config.model, max_batch=config.max_batch,
                         loop_interval_ms=config.loop_interval_ms, threads=config.threads,
+                        decoders=config.decoders,
                         diarisation=config.diarisation)
 
 

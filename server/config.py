@@ -16,7 +16,8 @@ class ServerConfig:
     # batching worker (sherpa-onnx's max-batch-size / loop-interval)
     max_batch: int = field(default=32, metadata={"help": "most streams decoded in one batched call"})
     loop_interval_ms: float = field(default=10.0, metadata={"help": "decoder's wait for work when idle (ms)"})
-    threads: int = field(default=1, metadata={"help": "torch threads of the decoder"})
+    threads: int = field(default=1, metadata={"help": "torch threads of each decoder"})
+    decoders: int = field(default=1, metadata={"help": "decoder threads (each batches its own streams)"})
     diarisation: bool = field(default=True, metadata={"help": "use the online diariser when available"})
     # limits
     max_streams: int = field(default=64, metadata={"help": "concurrent streams (both WebSocket endpoints)"})
@@ -38,7 +39,7 @@ class ServerConfig:
             raise ValueError(f"port must be in 1..65535, not {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
-        for name in ("max_batch", "threads", "max_streams", "max_message_bytes", "max_upload_bytes", "vosk_sample_rate"):
+        for name in ("max_batch", "threads", "decoders", "max_streams", "max_message_bytes", "max_upload_bytes", "vosk_sample_rate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         for name in ("loop_interval_ms", "max_session_seconds", "idle_timeout_seconds", "max_sync_seconds"):

@@ -412,7 +412,7 @@ def test_jobs_survive_a_restart(model_store, tmp_path):
     sf.write(path, audio, 16000)
     names = ModelStore(model_store[0]).names()
     model = [n for n in names if n != "default"][:1] or ["default"]  # `--model NAME`: any model of the store
-    proc, addr = serve(model_store[0], tmp_path, "--model", model[0])
+    proc, addr = serve(model_store[0], tmp_path, "--model", model[0], "--decoders", "2")
     try:
         assert httpx.get(f"http://{addr}/readyz").json()["model"]["name"] == model[0]
         r = httpx.post(f"http://{addr}/v1/jobs", files={"file": ("long.flac", path.read_bytes())}, data={"format": "srt"})
@@ -427,7 +427,7 @@ def test_jobs_survive_a_restart(model_store, tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # a crash, not a clean shutdown
         proc.wait(timeout=20)
-    proc, addr = serve(model_store[0], tmp_path, "--model", model[0])
+    proc, addr = serve(model_store[0], tmp_path, "--model", model[0], "--decoders", "2")
     try:
         deadline = time.monotonic() + 150
         while True:
