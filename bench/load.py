@@ -189,7 +189,7 @@ def start_server(args: argparse.Namespace, port: int, tmp: Path) -> subprocess.P
     import httpx
 
     cmd = [sys.executable, "-m", "minutes", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--model", args.model, "--max-streams", "512", "--max-batch", str(args.max_batch),
+           "--model", args.model, "--model-store", str(args.model_store), "--max-streams", "512", "--max-batch", str(args.max_batch),
            "--threads", str(args.threads), "--decoders", str(args.decoders), "--jobs-db", str(tmp / "jobs.sqlite"), "--jobs-dir", str(tmp / "jobs"),
            "--idle-timeout-seconds", "120"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
@@ -263,6 +263,7 @@ class _Running:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default")
+    p.add_argument("--model-store", type=Path, default=REPO / "store")
     p.add_argument("--levels", default="4,8,16,24,32,48")
     p.add_argument("--level-seconds", type=float, default=40.0)
     p.add_argument("--soak-seconds", type=float, default=600.0)

@@ -14,7 +14,7 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.conftest import start_server
+from tests.conftest import REPO, start_server
 
 KEY, KEY2 = "k-one", "k-two"
 
@@ -67,6 +67,10 @@ def test_health_ready_docs_metrics(server):
     assert httpx.get(f"{base}/docs").status_code == 200
     paths = httpx.get(f"{base}/openapi.json").json()["paths"]
     assert {"/v1/transcriptions", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/models"} <= set(paths)
+    if (REPO / "clients" / "web" / "index.html").is_file():  # the demo page, served beside the API
+        r = httpx.get(f"{base}/")
+        assert r.status_code == 307 and r.headers["location"] == "/demo/"
+        assert httpx.get(f"{base}/demo/").status_code == 200
     m = httpx.get(f"{base}/metrics")
     assert m.status_code == 200 and "minutes_active_streams" in m.text and "minutes_queue_depth" in m.text
 
