@@ -20,6 +20,8 @@ from minutes.logs import LOG_FORMATS, setup_logging
 # name -> module that defines `register(subparsers)`. Add a line when a subcommand works.
 COMMANDS: dict[str, str] = {
     "serve": "server.cli",
+    "train": "training.cli",
+    "eval": "training.eval_cli",
     "corpus": "corpus.cli",
     "stream": "clients.cli",
 }

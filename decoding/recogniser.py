@@ -1,0 +1,252 @@
+"""Streaming recogniser (the API docs/TEAM.md fixes; the sherpa-onnx shape).
+
+One `Recogniser` per process holds the model and no per-stream state; each `Stream` holds its
+audio buffers, encoder caches, predictor state and tokens. `decode_streams` runs one batched
+encoder forward over one chunk of every ready stream, then one batched greedy transducer step
+per frame, so many streams cost little more than one on a memory-bound CPU.
+
+Why results come out as they do:
+- times: each token is stamped with the encoder frame it was emitted on (80 ms frames); a
+  word starts at its first token's frame and ends one frame after its last token's.
+- confidence: mean posterior of a word's tokens at emission.
+- stable prefix: greedy tokens are never revised, so every word but the last is final (the
+  last may still grow by another piece); after `input_finished` everything is stable.
+- endpoints: a run of frames with no token (blank) after speech, a long run with none at all,
+  or a segment that grows too long.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from decoding.greedy import Emission, greedy_search
+from decoding.tokenizer import Tokenizer
+from minutes.types import Word
+from models.encoder import EncoderState
+from models.features import FbankConfig, fbank
+from models.transducer import PredictorState, Transducer, load_checkpoint
+
+__all__ = ["DecodingOptions", "Recogniser", "Stream", "StreamResult", "find_model"]
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Per-stream decoding choices (override per call with `dataclasses.replace`)."""
+
+    max_symbols_per_frame: int = 3  # tokens the greedy search may emit on one frame
+    endpoint_trailing_blank: float = 1.0  # s without a token after a word -> endpoint
+    endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
+    endpoint_max_segment: float = 20.0  # s: a segment this long is closed
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    text: str
+    words: tuple[Word, ...]
+    tokens: tuple[int, ...]
+    stable_chars: int  # length of the prefix of `text` that will not change
+
+
+@dataclass
+class Stream:
+    """One live audio stream's state. Create with `Recogniser.new_stream`."""
+
+    options: DecodingOptions
+    enc_state: EncoderState
+    pred_state: PredictorState
+    _rec: "Recogniser"
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    feats: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 80))
+    frames_done: int = 0  # encoder frames decoded since the stream start
+    segment_start: int = 0  # encoder frame where the current segment began
+    last_emit: int = -1  # encoder frame of the last token (of any segment)
+    emissions: list[Emission] = field(default_factory=list)  # current segment's tokens
+    finished: bool = False
+    flushed: bool = False  # finished and everything decoded
+
+    def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
+        """Float32 mono at the recogniser's sample rate, any length."""
+        if self.finished:
+            raise RuntimeError("accept_waveform after input_finished")
+        a = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.samples = np.concatenate([self.samples, a]) if self.samples.size else a.copy()
+
+    def input_finished(self) -> None:
+        self.finished = True
+
+    def result(self) -> StreamResult:
+        words = self._rec.words(self.emissions)
+        text = " ".join(w.text for w in words)
+        stable = len(text) if self.flushed else len(" ".join(w.text for w in words[:-1]))
+        return StreamResult(text, tuple(words), tuple(e.token for e in self.emissions), stable)
+
+    def reset_segment(self) -> list[Word]:
+        """Close the current segment: its final words; the next segment starts afresh
+        (predictor back to the sentence start), times still count from the stream start."""
+        words = self._rec.words(self.emissions)
+        self.emissions = []
+        self.segment_start = self.frames_done
+        self.pred_state = self._rec.model.initial_predictor_state(1)
+        return words
+
+    # -- internals used by the recogniser ----------------------------------------------------
+    def _available_frames(self, cfg: FbankConfig) -> int:
+        return self.feats.shape[0] + cfg.num_frames(self.samples.size)
+
+    def _compute_features(self, cfg: FbankConfig) -> None:
+        n = cfg.num_frames(self.samples.size)
+        if n == 0:
+            return
+        used = cfg.window + (n - 1) * cfg.shift
+        new = fbank(torch.from_numpy(self.samples[:used]), cfg)
+        self.samples = self.samples[n * cfg.shift :]
+        self.feats = torch.cat([self.feats, new]) if self.feats.numel() else new
+
+
+class Recogniser:
+    """Loaded once per process; `decode_streams` serves any number of streams."""
+
+    def __init__(self, model: Transducer, tokenizer: Tokenizer, meta: dict | None = None) -> None:
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.meta = meta or {}
+        self.fbank_cfg = FbankConfig()
+        self.sample_rate = self.fbank_cfg.sample_rate
+        enc = model.cfg.encoder
+        self.subsampling = enc.subsampling  # feature frames per encoder frame
+        self.chunk_frames = enc.chunk_frames  # encoder frames per chunk
+        self.frame_seconds = model.frame_seconds
+        self.chunk_seconds = self.chunk_frames * self.frame_seconds
+        v = tokenizer.vocab_size
+        self._pieces = [""] + [tokenizer.piece(i) for i in range(1, v)]
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "Recogniser":
+        """A store version folder (with model.pt), a store name folder (its newest version),
+        or a checkpoint file."""
+        path = find_model(model_dir)
+        model, blob = load_checkpoint(path)
+        meta = {}
+        manifest = path.parent / "manifest.json"
+        if manifest.exists():
+            meta = json.loads(manifest.read_text())
+        return cls(model, Tokenizer(blob["tokenizer"]), meta)
+
+    def new_stream(self, options: DecodingOptions | None = None) -> Stream:
+        return Stream(
+            options=options or DecodingOptions(),
+            enc_state=self.model.initial_encoder_state(1),
+            pred_state=self.model.initial_predictor_state(1),
+            _rec=self,
+        )
+
+    def is_ready(self, s: Stream) -> bool:
+        if s.flushed:
+            return False
+        avail = s._available_frames(self.fbank_cfg)
+        return avail >= self.subsampling * self.chunk_frames or s.finished
+
+    @torch.no_grad()
+    def decode_streams(self, streams: list[Stream]) -> None:
+        """One chunk for each ready stream, batched by chunk length."""
+        groups: dict[int, list[tuple[Stream, torch.Tensor]]] = {}
+        per_chunk = self.subsampling * self.chunk_frames
+        for s in streams:
+            if not self.is_ready(s):
+                continue
+            s._compute_features(self.fbank_cfg)
+            usable = (s.feats.shape[0] // self.subsampling) * self.subsampling
+            take = min(per_chunk, usable)
+            if s.finished and s.feats.shape[0] - take < self.subsampling:
+                s.flushed = True  # this is the last chunk (a shorter tail is dropped, as offline)
+            if take == 0:
+                continue
+            chunk, s.feats = s.feats[:take], s.feats[take:]
+            groups.setdefault(take, []).append((s, chunk))
+        for take, members in groups.items():
+            ss = [m[0] for m in members]
+            feats = torch.stack([m[1] for m in members])
+            enc, enc_state = self.model.stream_encode(feats, EncoderState.stack([s.enc_state for s in ss]))
+            n = enc.shape[1]
+            lengths = torch.full((len(ss),), n)
+            hyps, pred = greedy_search(
+                self.model, enc, lengths, PredictorState.stack([s.pred_state for s in ss]),
+                [s.frames_done for s in ss], max_symbols=ss[0].options.max_symbols_per_frame,
+            )
+            for s, e, p, h in zip(ss, enc_state.unstack(), pred.unstack(), hyps):
+                s.enc_state, s.pred_state = e, p
+                s.emissions.extend(h)
+                if h:
+                    s.last_emit = h[-1].frame
+                s.frames_done += n
+
+    def is_endpoint(self, s: Stream) -> bool:
+        o = s.options
+        fs = self.frame_seconds
+        if s.flushed:
+            return True
+        since = s.frames_done - max(s.last_emit + 1, s.segment_start)
+        if s.emissions and since * fs >= o.endpoint_trailing_blank:
+            return True
+        if not s.emissions and since * fs >= o.endpoint_no_speech:
+            return True
+        return (s.frames_done - s.segment_start) * fs >= o.endpoint_max_segment
+
+    def words(self, emissions: list[Emission]) -> list[Word]:
+        """Tokens -> words with times (s from stream start) and mean-posterior confidence."""
+        fs = self.frame_seconds
+        groups: list[list[Emission]] = []
+        for e in emissions:
+            piece = self._pieces[e.token]
+            if piece.startswith("\u2581") or not groups:
+                groups.append([e])
+            else:
+                groups[-1].append(e)
+        out = []
+        for g in groups:
+            text = "".join(self._pieces[e.token] for e in g).replace("\u2581", "").strip()
+            if not text:
+                continue
+            out.append(Word(text=text, start=round(g[0].frame * fs, 3), end=round((g[-1].frame + 1) * fs, 3),
+                            conf=round(sum(e.prob for e in g) / len(g), 4)))
+        return out
+
+    def transcribe(self, audio: np.ndarray, options: DecodingOptions | None = None,
+                   chunk_samples: int | None = None, endpoints: bool = True) -> list[Word]:
+        """Stream a whole signal through one stream as the server does (chunks of
+        `chunk_samples`, segments closed at endpoints); returns every final word."""
+        s = self.new_stream(options)
+        step = chunk_samples or int(self.chunk_seconds * self.sample_rate)
+        words: list[Word] = []
+
+        def drain() -> None:
+            while self.is_ready(s):
+                self.decode_streams([s])
+                if endpoints and not s.flushed and self.is_endpoint(s):
+                    words.extend(s.reset_segment())
+
+        for i in range(0, len(audio), step):
+            s.accept_waveform(audio[i : i + step])
+            drain()
+        s.input_finished()
+        drain()
+        return words + s.reset_segment()
+
+
+def find_model(path: str | Path) -> Path:
+    """Resolve a model path: a .pt file, a folder with model.pt, or a store name folder whose
+    newest version (by manifest/folder name order) holds model.pt."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if (p / "model.pt").exists():
+        return p / "model.pt"
+    versions = sorted(d for d in p.iterdir() if (d / "model.pt").exists()) if p.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"no model.pt under {p}")
+    return versions[-1] / "model.pt"

@@ -1,0 +1,223 @@
+"""Streaming transducer: encoder + LSTM predictor + joiner, with a CTC head and an internal-LM view.
+
+Shapes: B batch, T feature frames, N encoder frames, U target tokens, V vocabulary (blank = 0).
+
+Three views of one model (later search, LM fusion/ILME, MWER and pruning build on them):
+- `forward_losses`: whole utterances -> transducer, CTC and internal-LM (ILMT) losses;
+- `stream_encode` + `predict_step` + `join`: one chunk and one token at a time, state in and
+  out, never kept on the module, so one loaded model serves every stream;
+- `ilm_logits`: predictor + joiner with the encoder's contribution zeroed — the internal LM.
+
+Global feature mean/std are buffers: a checkpoint carries the normalisation it was trained
+with. The config dataclass is saved inside the checkpoint so it rebuilds its own model.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import Tensor, nn
+
+from models.encoder import EncoderConfig, EncoderState, StreamingConformer
+
+BLANK = 0
+
+
+@dataclass
+class TransducerConfig:
+    vocab_size: int = 257  # sentencepiece pieces + 1 (blank = 0, piece i -> id i + 1)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    embed_dim: int = 256
+    pred_dim: int = 256
+    joint_dim: int = 256
+    pred_dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TransducerConfig":
+        d = dict(d)
+        enc = EncoderConfig(**d.pop("encoder", {}))
+        return cls(encoder=enc, **d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PredictorState:
+    """Per-stream predictor state, batched on dim 0."""
+
+    h: Tensor  # (B, P)
+    c: Tensor  # (B, P)
+    out: Tensor  # (B, P) predictor output after the last emitted token (or start)
+
+    @staticmethod
+    def stack(states: list["PredictorState"]) -> "PredictorState":
+        return PredictorState(*(torch.cat([getattr(s, k) for s in states]) for k in ("h", "c", "out")))
+
+    def unstack(self) -> list["PredictorState"]:
+        return [PredictorState(self.h[b : b + 1], self.c[b : b + 1], self.out[b : b + 1]) for b in range(self.h.shape[0])]
+
+    def where(self, mask: Tensor, other: "PredictorState") -> "PredictorState":
+        """Rows where `mask` (B,) is True from `other`, the rest from self."""
+        m = mask[:, None]
+        return PredictorState(torch.where(m, other.h, self.h), torch.where(m, other.c, self.c), torch.where(m, other.out, self.out))
+
+
+class Predictor(nn.Module):
+    """Embedding + one LSTM layer. Training runs nn.LSTM over whole label sequences; a single
+    step uses `torch.lstm_cell` on the same weights (nn.LSTM at batch 1 pays ~5 ms of oneDNN
+    overhead per call on this machine)."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.drop = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+
+    def forward(self, targets: Tensor) -> Tensor:
+        """targets (B, U) -> (B, U + 1, P): output 0 follows the start (blank) symbol."""
+        x = F.pad(targets, (1, 0), value=BLANK)
+        y, _ = self.lstm(self.drop(self.embed(x)))
+        return y
+
+    def step(self, tokens: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens (B,) -> new (h, c); h is the output."""
+        x = self.embed(tokens)
+        l = self.lstm
+        return torch.lstm_cell(x, (h, c), l.weight_ih_l0, l.weight_hh_l0, l.bias_ih_l0, l.bias_hh_l0)
+
+
+class Joiner(nn.Module):
+    def __init__(self, enc_dim: int, pred_dim: int, joint_dim: int, vocab: int) -> None:
+        super().__init__()
+        self.enc_proj = nn.Linear(enc_dim, joint_dim, bias=False)  # no bias: zeroing the
+        self.pred_proj = nn.Linear(pred_dim, joint_dim)  # encoder input zeroes its share (ILM)
+        self.out = nn.Linear(joint_dim, vocab)
+
+    def forward(self, enc: Tensor, pred: Tensor) -> Tensor:
+        """Projected or not: enc (..., E), pred (..., P), broadcastable -> (..., V) raw logits."""
+        return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
+
+
+class Transducer(nn.Module):
+    def __init__(self, cfg: TransducerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        e = cfg.encoder
+        self.register_buffer("feat_mean", torch.zeros(e.n_mels))
+        self.register_buffer("feat_std", torch.ones(e.n_mels))
+        self.encoder = StreamingConformer(e)
+        self.ctc = nn.Linear(e.d_model, cfg.vocab_size)
+        self.predictor = Predictor(cfg.vocab_size, cfg.embed_dim, cfg.pred_dim, cfg.pred_dropout)
+        self.joiner = Joiner(e.d_model, cfg.pred_dim, cfg.joint_dim, cfg.vocab_size)
+
+    # -- features ---------------------------------------------------------------------------
+    def normalise(self, feats: Tensor) -> Tensor:
+        return (feats - self.feat_mean) / self.feat_std
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder frame."""
+        return 0.01 * self.cfg.encoder.subsampling
+
+    # -- whole utterances -------------------------------------------------------------------
+    def encode(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw log-mel (B, T, F) -> encoder output (B, N, D), lengths (B,)."""
+        return self.encoder(self.normalise(feats), lengths)
+
+    def forward_losses(
+        self, feats: Tensor, feat_lens: Tensor, targets: Tensor, target_lens: Tensor, *,
+        normalised: bool = False, transducer: bool = True,
+    ) -> dict[str, Tensor]:
+        """Summed losses divided by the number of target tokens in the batch:
+        `rnnt`, `ctc` and `ilm` (cross-entropy of the internal LM on the transcript).
+        `transducer=False` computes CTC alone (a cheap encoder warm-up: no joint tensor)."""
+        x = feats if normalised else self.normalise(feats)
+        enc, enc_lens = self.encoder(x, feat_lens)
+        ntok = target_lens.sum().clamp(min=1).float()
+        logp = self.ctc(enc).log_softmax(-1).transpose(0, 1)
+        ctc = F.ctc_loss(logp, targets, enc_lens, target_lens, blank=BLANK, reduction="sum", zero_infinity=True)
+        if not transducer:
+            return {"ctc": ctc / ntok}
+        pred = self.predictor(targets)  # (B, U+1, P)
+        logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))  # (B, N, U+1, V)
+        rnnt = torchaudio.functional.rnnt_loss(
+            logits, targets.int(), enc_lens.int(), target_lens.int(), blank=BLANK, reduction="sum",
+        )
+        ilm_logits = self.ilm_logits(pred[:, :-1])  # (B, U, V), blank masked
+        tmask = torch.arange(targets.shape[1], device=targets.device)[None] < target_lens[:, None]
+        ilm = F.cross_entropy(ilm_logits[tmask], targets[tmask], reduction="sum")
+        return {"rnnt": rnnt / ntok, "ctc": ctc / ntok, "ilm": ilm / ntok}
+
+    @torch.no_grad()
+    def ctc_greedy(self, feats: Tensor, lengths: Tensor) -> list[list[int]]:
+        """Best-path CTC tokens per utterance (the auxiliary head's own view, for monitoring)."""
+        enc, enc_lens = self.encode(feats, lengths)
+        best = self.ctc(enc).argmax(-1)
+        out = []
+        for row, n in zip(best.tolist(), enc_lens.tolist()):
+            toks, prev = [], BLANK
+            for t in row[:n]:
+                if t != prev and t != BLANK:
+                    toks.append(t)
+                prev = t
+            out.append(toks)
+        return out
+
+    def ilm_logits(self, pred: Tensor) -> Tensor:
+        """Internal LM: joiner on predictor output alone (encoder share zeroed), blank masked."""
+        logits = self.joiner.out(torch.tanh(self.joiner.pred_proj(pred)))
+        return logits.index_fill(-1, torch.tensor([BLANK], device=logits.device), float("-inf"))
+
+    # -- streaming --------------------------------------------------------------------------
+    def initial_encoder_state(self, batch: int = 1) -> EncoderState:
+        return self.encoder.initial_state(batch, self.feat_mean.device)
+
+    def stream_encode(self, feats: Tensor, state: EncoderState) -> tuple[Tensor, EncoderState]:
+        """Raw log-mel chunk (B, subsampling * n, F) + state -> encoder frames (B, n, D) + new state."""
+        return self.encoder.infer(self.normalise(feats), state)
+
+    def initial_predictor_state(self, batch: int = 1) -> PredictorState:
+        p = self.cfg.pred_dim
+        dev = self.feat_mean.device
+        z = torch.zeros(batch, p, device=dev)
+        h, c = self.predictor.step(torch.full((batch,), BLANK, dtype=torch.long, device=dev), z, z)
+        return PredictorState(h, c, h)
+
+    def predict_step(self, tokens: Tensor, state: PredictorState) -> PredictorState:
+        h, c = self.predictor.step(tokens, state.h, state.c)
+        return PredictorState(h, c, h)
+
+    def join(self, enc: Tensor, pred_out: Tensor) -> Tensor:
+        """enc (B, D), pred_out (B, P) -> raw logits (B, V)."""
+        return self.joiner(enc, pred_out)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, model: Transducer, extra: dict[str, Any] | None = None) -> None:
+    """Atomic save: config + weights (+ optimiser/step/tokenizer... in `extra`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"config": model.cfg.to_dict(), "model": model.state_dict(), **(extra or {})}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path | bytes, map_location: str = "cpu") -> tuple[Transducer, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes; returns (model in eval mode, the whole blob)."""
+    src = io.BytesIO(path) if isinstance(path, bytes) else path
+    blob = torch.load(src, map_location=map_location, weights_only=False)
+    model = Transducer(TransducerConfig.from_dict(blob["config"]))
+    model.load_state_dict(blob["model"])
+    model.eval()
+    return model, blob

@@ -1,0 +1,126 @@
+"""Streaming recogniser on real audio: typed words, monotonic times, streaming == offline,
+batched == one by one, endpoints, and the shipped model's accuracy when it is present."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import torch
+
+from decoding.greedy import greedy_decode_batch
+from decoding.recogniser import DecodingOptions, Recogniser
+from decoding.tokenizer import Tokenizer
+from minutes.types import Word
+from models.features import fbank
+from models.transducer import Transducer, save_checkpoint
+from test_asr_model import real_utterances, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def utts():
+    return real_utterances(4)
+
+
+@pytest.fixture(scope="module")
+def rec(utts, tmp_path_factory) -> Recogniser:
+    """An untrained tiny model whose blank is discouraged, so that it emits tokens."""
+    torch.manual_seed(0)
+    tmp = tmp_path_factory.mktemp("rec")
+    tok = Tokenizer.train([t for _, t in utts] * 20, 40, tmp)
+    model = Transducer(tiny_config(tok.vocab_size)).eval()
+    with torch.no_grad():
+        model.joiner.out.bias[0] = -3.0
+    save_checkpoint(tmp / "model.pt", model, {"tokenizer": tok.proto})
+    return Recogniser.load(tmp)
+
+
+def test_recogniser_words_are_typed_and_monotonic(rec: Recogniser, utts):
+    wave = utts[0][0].numpy()
+    words = rec.transcribe(wave, chunk_samples=1600, endpoints=False)
+    assert words, "the blank-discouraged model should emit something"
+    assert all(isinstance(w, Word) for w in words)
+    dur = len(wave) / rec.sample_rate
+    for a, b in zip(words, words[1:]):
+        assert a.start <= b.start and a.end <= b.end + 1e-9
+    for w in words:
+        assert 0 <= w.start < w.end <= dur + rec.frame_seconds and 0 <= w.conf <= 1 and w.text
+    assert rec.chunk_seconds == pytest.approx(0.32)
+
+
+def test_streaming_equals_offline_greedy(rec: Recogniser, utts):
+    wave = utts[1][0]
+    s = rec.new_stream()
+    for i in range(0, wave.numel(), 1234):  # odd-sized pieces
+        s.accept_waveform(wave[i : i + 1234].numpy())
+        while rec.is_ready(s):
+            rec.decode_streams([s])
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode_streams([s])
+    feats = fbank(wave)[None]
+    offline = greedy_decode_batch(rec.model, feats, torch.tensor([feats.shape[1]]))[0]
+    assert [e.token for e in offline] == list(s.result().tokens)
+    assert s.result().stable_chars == len(s.result().text)
+
+
+def test_batched_streams_equal_single(rec: Recogniser, utts):
+    singles = [rec.transcribe(w.numpy(), endpoints=False) for w, _ in utts[:3]]
+    streams = [rec.new_stream() for _ in range(3)]
+    waves = [w.numpy() for w, _ in utts[:3]]
+    pos = [0, 0, 0]
+    while not all(s.flushed for s in streams):
+        for i, s in enumerate(streams):
+            if pos[i] < len(waves[i]):
+                s.accept_waveform(waves[i][pos[i] : pos[i] + 2000])
+                pos[i] += 2000
+            elif not s.finished:
+                s.input_finished()
+        rec.decode_streams(streams)
+    for s, single in zip(streams, singles):
+        assert [w.text for w in s.result().words] == [w.text for w in single]
+
+
+def _run_until_endpoint(rec: Recogniser, opts: DecodingOptions, seconds: float) -> float | None:
+    s = rec.new_stream(opts)
+    s.accept_waveform(np.zeros(int(rec.sample_rate * seconds), np.float32))
+    while rec.is_ready(s):
+        rec.decode_streams([s])
+        if rec.is_endpoint(s):
+            return s.frames_done * rec.frame_seconds
+    return None
+
+
+def test_endpoint_rules(rec: Recogniser):
+    # a model that never emits: the no-speech rule closes the segment after 1 s, not before
+    quiet = copy.deepcopy(rec.model)
+    with torch.no_grad():
+        quiet.joiner.out.bias[0] = 50.0
+    t = _run_until_endpoint(Recogniser(quiet, rec.tok), DecodingOptions(endpoint_no_speech=1.0), 3.0)
+    assert t is not None and 1.0 <= t <= 1.0 + rec.chunk_seconds + 1e-6
+    # a model that emits all the time: only the segment-length rule can fire
+    t = _run_until_endpoint(rec, DecodingOptions(endpoint_max_segment=1.5), 3.0)
+    assert t is not None and 1.5 <= t <= 1.5 + rec.chunk_seconds + 1e-6
+    s = rec.new_stream()
+    s.accept_waveform(np.zeros(8000, np.float32))
+    while rec.is_ready(s):
+        rec.decode_streams([s])
+    s.reset_segment()
+    assert s.result().words == ()
+
+
+SHIPPED = sorted((REPO / "store" / "default").glob("*/model.pt"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped model in store/default")
+def test_shipped_model_transcribes_real_speech(utts):
+    rec = Recogniser.load(SHIPPED[-1].parent)
+    refs = [t for _, t in utts]
+    hyps = [" ".join(w.text for w in rec.transcribe(w.numpy())) for w, _ in utts]
+    # training utterances: a model that learnt anything gets most of these words right
+    assert jiwer.wer(refs, hyps) < 0.6, list(zip(refs, hyps))

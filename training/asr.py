@@ -1,0 +1,288 @@
+"""Train the streaming transducer: one entry point, recipes are TOML (`training/recipes/`).
+
+Why these choices (see shared/DESIGN.md, measured probes): many small updates (~30 s of audio a
+batch) rather than few big ones; a CTC head weighted strongly while the transducer loss ramps
+in (the encoder learns to align through CTC first); gradient clipping (norm spikes recur);
+curriculum short -> long; tempo perturbation and SpecAugment (after a warm-up) against
+memorising repeated prompts; an internal-LM loss (ILMT) so that later LM fusion with ILM
+estimation has a well-defined internal LM. The run is wall-clock bounded, checkpoints every few
+minutes and resumes exactly (`--resume`), because a useful model spans several sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import torch
+
+from decoding.greedy import greedy_decode_batch
+from decoding.tokenizer import Tokenizer
+from models.encoder import EncoderConfig
+from models.transducer import Transducer, TransducerConfig, load_checkpoint, save_checkpoint
+from training.data import FeatureCache, Item, collate, feature_stats, make_batches, read_items, spec_augment, tempo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """A recipe's `[asr]` table. Every field is also a `--flag` and a MINUTES_TRAIN_ variable."""
+
+    exp_dir: str = "/work/data/exp/asr"
+    train_manifests: list[str] = field(default_factory=lambda: ["/work/data/corpus/speechocean762/train.jsonl"])
+    dev_manifests: list[str] = field(default_factory=lambda: ["/work/data/corpus/speechocean762/dev.jsonl"])
+    dev_utts: int = 150  # per dev manifest, for the periodic WER
+    # data
+    max_batch_seconds: float = 30.0  # padded seconds of audio per update
+    max_batch_utts: int = 48
+    max_duration: float = 20.0  # utterances longer than this are skipped
+    curriculum: list[float] = field(default_factory=lambda: [0, 6.0, 600, 10.0, 1500, 20.0])  # step, max s, ...
+    tempo_factors: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    specaug_start: int = 1500  # step from which SpecAugment is on
+    # tokenizer / model
+    vocab_pieces: int = 256
+    d_model: int = 192
+    n_layers: int = 6
+    n_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    subsample_channels: int = 32
+    stack: int = 2  # 2: 80 ms encoder frames
+    chunk_frames: int = 4  # encoder frames per streaming chunk (4 x 80 ms = 320 ms)
+    left_chunks: int = 8
+    dropout: float = 0.0
+    pred_dim: int = 256
+    joint_dim: int = 256
+    # loss
+    rnnt_weight: float = 1.0
+    ctc_only_steps: int = 0  # steps of CTC alone first (about half the cost of a joint step)
+    rnnt_ramp_steps: int = 800  # then the transducer weight ramps from 0.2 to rnnt_weight
+    ctc_weight: float = 0.5
+    ilm_weight: float = 0.1
+    # optimiser
+    lr: float = 1.5e-3
+    warmup_steps: int = 500
+    weight_decay: float = 1e-3
+    clip_norm: float = 5.0
+    # run
+    threads: int = 2
+    seed: int = 1
+    max_minutes: float = 90.0  # wall-clock budget of this invocation
+    max_steps: int = 0  # 0 = unbounded
+    ckpt_minutes: float = 4.0
+    eval_minutes: float = 10.0
+    log_every: int = 25
+
+    def model_config(self, vocab_size: int) -> TransducerConfig:
+        enc = EncoderConfig(
+            d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, ff_mult=self.ff_mult,
+            conv_kernel=self.conv_kernel, chunk_frames=self.chunk_frames, left_chunks=self.left_chunks,
+            dropout=self.dropout, subsample_channels=self.subsample_channels, stack=self.stack,
+        )
+        return TransducerConfig(vocab_size=vocab_size, encoder=enc, pred_dim=self.pred_dim, joint_dim=self.joint_dim)
+
+    def max_len_at(self, step: int) -> float:
+        limit = self.curriculum[1] if self.curriculum else self.max_duration
+        for s, d in zip(self.curriculum[0::2], self.curriculum[1::2]):
+            if step >= s:
+                limit = d
+        return min(limit, self.max_duration)
+
+    def lr_at(self, step: int) -> float:
+        s = max(step, 1)
+        return self.lr * min(s / self.warmup_steps, math.sqrt(self.warmup_steps / s))
+
+
+@dataclass
+class DevSet:
+    name: str
+    items: list[Item]
+
+
+def evaluate(model: Transducer, tok: Tokenizer, cache: FeatureCache, items: list[Item], batch: int = 16) -> dict[str, Any]:
+    """Greedy WER (full-utterance forward with the streaming mask = what streaming computes)."""
+    model.eval()
+    refs, hyps, ctc_hyps = [], [], []
+    order = sorted(items, key=lambda it: it.duration)
+    for i in range(0, len(order), batch):
+        part = order[i : i + batch]
+        x, fl, _, _ = collate([cache.get(it) for it in part], [[1]] * len(part))
+        for it, em, ct in zip(part, greedy_decode_batch(model, x, fl), model.ctc_greedy(x, fl)):
+            refs.append(it.text)
+            hyps.append(tok.decode([e.token for e in em]))
+            ctc_hyps.append(tok.decode(ct))
+    out = jiwer.process_words(refs, hyps)
+    ctc = jiwer.process_words(refs, ctc_hyps)
+    ex = list(zip(refs[:3], hyps[:3], ctc_hyps[:3]))
+    return {"wer": 100 * out.wer, "ctc_wer": 100 * ctc.wer, "n": len(refs), "examples": ex}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.exp = Path(cfg.exp_dir)
+        self.exp.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(cfg.threads)
+        self.cache = FeatureCache()
+        self.rng = random.Random(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.step = 0
+        self.epoch = 0
+        self.elapsed = 0.0  # training seconds over all invocations
+        self.best = float("inf")
+        last = self.exp / "last.pt"
+        if resume and last.exists():
+            self.model, blob = load_checkpoint(last)
+            self.tok = Tokenizer(blob["tokenizer"])
+            self.step, self.epoch = blob["step"], blob["epoch"]
+            self.elapsed, self.best = blob.get("elapsed", 0.0), blob.get("best", float("inf"))
+            self.opt = self._optimiser()
+            self.opt.load_state_dict(blob["optimizer"])
+            self.rng.setstate(blob["py_rng"])
+            log.info("resumed %s at step %d (epoch %d)", last, self.step, self.epoch)
+        else:
+            items = read_items(cfg.train_manifests, cfg.max_duration)
+            if not items:
+                raise SystemExit(f"no training data in {cfg.train_manifests}")
+            self.tok = Tokenizer.train((it.text for it in items), cfg.vocab_pieces, self.exp)
+            self.model = Transducer(cfg.model_config(self.tok.vocab_size))
+            mean, std = feature_stats(self.cache, items)
+            self.model.feat_mean.copy_(mean)
+            self.model.feat_std.copy_(std)
+            self.opt = self._optimiser()
+            log.info("new model: %d parameters, vocab %d", self.model.num_params(), self.tok.vocab_size)
+        self.dev = [
+            DevSet(Path(m).parent.name + "/" + Path(m).stem, read_items([m], 60.0)[: cfg.dev_utts])
+            for m in cfg.dev_manifests
+            if Path(m).exists()
+        ]
+        self.log_fh = open(self.exp / "train_log.jsonl", "a", encoding="utf-8")
+        self._stop = False
+
+    def _optimiser(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _log(self, rec: dict[str, Any]) -> None:
+        self.log_fh.write(json.dumps(rec) + "\n")
+        self.log_fh.flush()
+
+    def save(self, name: str = "last.pt") -> None:
+        save_checkpoint(self.exp / name, self.model, {
+            "tokenizer": self.tok.proto, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
+            "best": self.best, "optimizer": self.opt.state_dict(), "py_rng": self.rng.getstate(),
+            "train_config": asdict(self.cfg),
+        })
+
+    def run_eval(self) -> float:
+        res = {}
+        for d in self.dev:
+            if d.items:
+                res[d.name] = evaluate(self.model, self.tok, self.cache, d.items)
+        self.model.train()
+        if not res:
+            return float("inf")
+        mean = sum(r["wer"] for r in res.values()) / len(res)
+        self._log({"type": "eval", "step": self.step, "elapsed": self.elapsed, "wer": mean,
+                   **{f"wer/{k}": v["wer"] for k, v in res.items()},
+                   **{f"ctc_wer/{k}": v["ctc_wer"] for k, v in res.items()}})
+        for k, v in res.items():
+            log.info("eval step %d %s WER %.1f%% (CTC %.1f%%) e.g. %s", self.step, k, v["wer"], v["ctc_wer"],
+                     v["examples"][:2])
+        if mean < self.best:
+            self.best = mean
+            self.save("best.pt")
+        return mean
+
+    def train_step(self, batch: list[Item]) -> dict[str, float]:
+        cfg = self.cfg
+        feats, targets = [], []
+        mean, std = self.model.feat_mean, self.model.feat_std
+        for it in batch:
+            f = tempo(self.cache.get(it), self.rng.choice(cfg.tempo_factors))
+            f = (f - mean) / std
+            if self.step >= cfg.specaug_start:
+                f = spec_augment(f, self.rng)
+            feats.append(f)
+            targets.append(self.tok.encode(it.text))
+        x, fl, y, tl = collate(feats, targets)
+        for g in self.opt.param_groups:
+            g["lr"] = cfg.lr_at(self.step)
+        joint = self.step >= cfg.ctc_only_steps
+        losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint)
+        if joint:
+            ramp = (self.step - cfg.ctc_only_steps) / max(1, cfg.rnnt_ramp_steps)
+            w_rnnt = cfg.rnnt_weight * max(0.2, min(1.0, ramp))
+            loss = w_rnnt * losses["rnnt"] + cfg.ctc_weight * losses["ctc"] + cfg.ilm_weight * losses["ilm"]
+        else:
+            loss = losses["ctc"]
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm))
+        if math.isfinite(gnorm):
+            self.opt.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach()), "gnorm": gnorm}
+
+    def _on_signal(self, *_: object) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        cfg = self.cfg
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.model.train()
+        start = time.monotonic()
+        last_ckpt = last_eval = start
+        acc: dict[str, float] = {}
+        n_acc = 0
+        audio_s = 0.0
+        while not self._stop:
+            items = [it for it in read_items(cfg.train_manifests, cfg.max_duration)
+                     if it.duration <= cfg.max_len_at(self.step)]
+            batches = make_batches(items, cfg.max_batch_seconds, cfg.max_batch_utts, self.rng)
+            log.info("epoch %d: %d utterances (%.2f h), %d batches, max len %.0f s", self.epoch, len(items),
+                     sum(it.duration for it in items) / 3600, len(batches), cfg.max_len_at(self.step))
+            limit = cfg.max_len_at(self.step)
+            for batch in batches:
+                t0 = time.monotonic()
+                stats = self.train_step(batch)
+                self.elapsed += time.monotonic() - t0
+                audio_s += sum(it.duration for it in batch)
+                for k, v in stats.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                n_acc += 1
+                if self.step % cfg.log_every == 0:
+                    rec = {"type": "train", "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
+                           "lr": cfg.lr_at(self.step), "audio_h": audio_s / 3600,
+                           **{k: v / n_acc for k, v in acc.items()}}
+                    self._log(rec)
+                    log.info("step %d %s lr %.2e", self.step, " ".join(
+                        f"{k} {rec[k]:.3f}" for k in ("loss", "rnnt", "ctc", "ilm", "gnorm") if k in rec), rec["lr"])
+                    acc, n_acc = {}, 0
+                now = time.monotonic()
+                done = (now - start) / 60 >= cfg.max_minutes or (cfg.max_steps and self.step >= cfg.max_steps)
+                if now - last_eval >= cfg.eval_minutes * 60:
+                    self.run_eval()
+                    last_eval = time.monotonic()
+                if now - last_ckpt >= cfg.ckpt_minutes * 60 or done or self._stop:
+                    self.save()
+                    last_ckpt = time.monotonic()
+                if done or self._stop:
+                    self._stop = True
+                    break
+                if cfg.max_len_at(self.step) > limit:
+                    break  # curriculum stage changed: rebuild the batches
+            else:
+                self.epoch += 1
+        self.run_eval()
+        self.save()
+        log.info("stopped at step %d; best dev WER %.1f%%", self.step, self.best)

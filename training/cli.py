@@ -1,0 +1,43 @@
+"""`minutes train asr`: train the streaming transducer from a TOML recipe (its [asr] table).
+
+Resume a run (same exp_dir) with `--resume`: weights, optimiser, step, tokenizer, RNG and the
+best dev WER come back from `<exp_dir>/last.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from minutes.config import add_dataclass_arguments, load_config, overrides_from_args, to_toml_dict
+
+DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "asr_default.toml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train models (asr)", description="Train a model from a recipe.")
+    tsub = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    a = tsub.add_parser("asr", help="streaming transducer", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("--config", type=Path, default=DEFAULT_RECIPE, help="TOML recipe ([asr] table)")
+    a.add_argument("--resume", action="store_true", help="continue from <exp_dir>/last.pt")
+    a.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    from training.asr import TrainConfig
+
+    add_dataclass_arguments(a, TrainConfig)
+    a.set_defaults(func=run_asr)
+
+
+def run_asr(args: argparse.Namespace) -> int:
+    from training.asr import TrainConfig, Trainer
+
+    cfg = load_config(TrainConfig, toml_path=args.config, section="asr", env_prefix="MINUTES_TRAIN_",
+                      overrides=overrides_from_args(args, TrainConfig))
+    if args.print_config:
+        print(json.dumps(to_toml_dict(cfg), indent=2))
+        return 0
+    logging.getLogger().setLevel(logging.INFO)
+    Trainer(cfg, resume=args.resume).run()
+    return 0

@@ -1,0 +1,106 @@
+"""`minutes eval`: WER and real-time factor of a stored model on a manifest, streamed.
+
+Why stream: the number that matters is what the server gives, so every utterance goes through
+`Recogniser` in small pieces (default 0.1 s, like a live client), with endpoints closing
+segments exactly as in the server, on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    manifest: str
+    model: str
+    utterances: int
+    words: int  # reference words
+    wer: float  # percent
+    substitutions: int
+    insertions: int
+    deletions: int
+    audio_seconds: float
+    decode_seconds: float
+    rtf: float
+    chunk_seconds: float  # the model's algorithmic chunk
+
+
+def resolve_model(name: str) -> Path:
+    """A path, or a store name under <repo>/store/."""
+    p = Path(name)
+    return p if p.exists() else REPO / "store" / name
+
+
+def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None = None,
+                      piece_seconds: float = 0.1, threads: int = 1) -> EvalResult:
+    import jiwer
+    import torch
+
+    from corpus.manifest import read_manifest, resolve_audio
+    from decoding.recogniser import Recogniser
+    from training.data import load_audio
+
+    torch.set_num_threads(threads)
+    rec = Recogniser.load(resolve_model(model))
+    records = list(read_manifest(manifest))
+    if limit:
+        records = records[:limit]
+    refs, hyps, rows = [], [], []
+    audio_s = decode_s = 0.0
+    piece = int(piece_seconds * rec.sample_rate)
+    for r in records:
+        wave = load_audio(str(resolve_audio(r, manifest)), rec.sample_rate).numpy()
+        t0 = time.perf_counter()
+        words = rec.transcribe(wave, chunk_samples=piece)
+        dt = time.perf_counter() - t0
+        hyp = " ".join(w.text for w in words)
+        refs.append(r.text)
+        hyps.append(hyp)
+        audio_s += len(wave) / rec.sample_rate
+        decode_s += dt
+        rows.append({"id": r.id, "ref": r.text, "hyp": hyp, "seconds": len(wave) / rec.sample_rate,
+                     "decode_seconds": round(dt, 4), "words": [w.to_dict() for w in words]})
+    m = jiwer.process_words(refs, hyps)
+    n_ref = sum(len(t.split()) for t in refs)
+    res = EvalResult(
+        manifest=str(manifest), model=str(model), utterances=len(refs), words=n_ref,
+        wer=round(100 * m.wer, 2), substitutions=m.substitutions, insertions=m.insertions,
+        deletions=m.deletions, audio_seconds=round(audio_s, 2), decode_seconds=round(decode_s, 2),
+        rtf=round(decode_s / max(audio_s, 1e-9), 4), chunk_seconds=rec.chunk_seconds,
+    )
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+    return res
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="WER/RTF of a model on a manifest (streamed)", description=__doc__)
+    p.add_argument("--model", default="default", help="store name (store/<name>) or a model path")
+    p.add_argument("--manifest", required=True, action="append", help="JSONL manifest (repeatable)")
+    p.add_argument("--limit", type=int, default=0, help="first N utterances only (0 = all)")
+    p.add_argument("--out", default=None, help="per-utterance JSONL (one file per manifest: suffixed)")
+    p.add_argument("--piece-seconds", type=float, default=0.1, help="audio per accept_waveform call")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for i, m in enumerate(args.manifest):
+        out = None
+        if args.out:
+            out = args.out if len(args.manifest) == 1 else f"{Path(args.out).with_suffix('')}.{i}.jsonl"
+        res = evaluate_manifest(args.model, m, args.limit, out, args.piece_seconds, args.threads)
+        print(f"{m}: WER {res.wer:.2f}% (S {res.substitutions} I {res.insertions} D {res.deletions} "
+              f"of {res.words} words, {res.utterances} utts)  RTF {res.rtf:.4f}  chunk {res.chunk_seconds:.2f}s")
+        print(json.dumps(asdict(res)))
+    return 0
