@@ -141,7 +141,8 @@ class BeamSearch:
         view, blank, V = self.view, self.view.blank, self.view.vocab_size
         counts = [s.size for s in streams]
         pred = torch.cat([s.pred_out for s in streams])
-        logp = view.joiner(enc_t.repeat_interleave(torch.tensor(counts), 0), pred).log_softmax(-1)
+        enc_rep = enc_t.expand(counts[0], -1) if len(counts) == 1 else enc_t.repeat_interleave(torch.tensor(counts), 0)
+        logp = view.joiner(enc_rep, pred).log_softmax(-1)
         emitting: list[tuple[BeamStream, torch.Tensor, torch.Tensor]] = []
         off = 0
         for s, n in zip(streams, counts):
@@ -173,6 +174,7 @@ class BeamSearch:
             if s.lm_rows is not None else s.lm[src].tolist()
         ilm_c = (s.ilm[src] + s.ilm_rows[src, tok] * nb).tolist() if s.ilm_rows is not None else s.ilm[src].tolist()
         keep: dict[tuple[int, ...], int] = {}
+        prev = {seq: i for i, seq in enumerate(s.tokens)}
         srcs, toks, tot, am, lm, ilm, hot, tokens, frames, probs, nodes = [], [], [], [], [], [], [], [], [], [], []
         for c, (score, i, k) in enumerate(zip(top.values.tolist(), src.tolist(), tok.tolist())):
             nonblank = k != blank
@@ -183,7 +185,11 @@ class BeamSearch:
                 am[j] = _logaddexp(am[j], am_c[c])
                 continue
             keep[seq] = len(srcs)
-            srcs.append(i), toks.append(k), tot.append(score), am.append(am_c[c]), tokens.append(seq)
+            # A sequence already in the beam (e.g. "A"+B while "AB" was kept) reuses that
+            # hypothesis's predictor/LM state: no step to run, same result.
+            j = prev.get(seq) if nonblank else None
+            srcs.append(i if j is None else j), toks.append(k if j is None else blank)
+            tot.append(score), am.append(am_c[c]), tokens.append(seq)
             lm.append(lm_c[c]), ilm.append(ilm_c[c])
             h = float(s.hot[i])
             if s.trie is not None:
@@ -195,9 +201,9 @@ class BeamSearch:
             hot.append(h)
             frames.append(s.frames[i] + (s.t,) if nonblank else s.frames[i])
             probs.append(s.probs[i] + (p_c[c],) if nonblank else s.probs[i])
-        src = torch.tensor(srcs)
+        src, toks_t = torch.tensor([srcs, toks]).unbind(0)
         s.tokens, s.frames, s.probs, s.nodes = tokens, frames, probs, nodes
-        s.total, s.am, s.lm, s.ilm, s.hot = (torch.tensor(x) for x in (tot, am, lm, ilm, hot))
+        s.total, s.am, s.lm, s.ilm, s.hot = torch.tensor([tot, am, lm, ilm, hot]).unbind(0)
         s.pred_out = s.pred_out.index_select(0, src)
         s.pred_state = self.view.select_state(s.pred_state, src)
         if s.lm_rows is not None:
@@ -205,7 +211,7 @@ class BeamSearch:
             s.lm_state = self.lm.select(s.lm_state, src)
         if s.ilm_rows is not None:
             s.ilm_rows = s.ilm_rows.index_select(0, src)
-        return src, torch.tensor(toks)
+        return src, toks_t
 
     def _advance(self, emitting: list[tuple[BeamStream, torch.Tensor, torch.Tensor]]) -> None:
         """One batched predictor (and LM) step for every hypothesis that emitted a token."""

@@ -33,6 +33,7 @@ class NgramLM:
         self.bos_eos = vocab_size
         # context tuple (length 0..order-1) -> {token: count}
         self.counts: dict[tuple[int, ...], dict[int, int]] = defaultdict(dict)
+        self.meta: dict = {}
         self._row = lru_cache(maxsize=65536)(self._row_uncached)
 
     def fit(self, sentences: Iterable[Sequence[int]]) -> "NgramLM":
@@ -87,9 +88,10 @@ class NgramLM:
     def _rows(self, state: list[tuple[int, ...]]) -> torch.Tensor:
         return torch.from_numpy(np.stack([self.logprobs(c) for c in state])).float()
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], **meta) -> None:
+        """Counts plus any metadata (e.g. the tokenizer bytes the pieces come from)."""
         with open(path, "wb") as f:
-            pickle.dump({"vocab_size": self.vocab_size, "order": self.order, "counts": self.counts}, f)
+            pickle.dump({"vocab_size": self.vocab_size, "order": self.order, "counts": self.counts, **meta}, f)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "NgramLM":
@@ -97,4 +99,5 @@ class NgramLM:
             d = pickle.load(f)
         lm = cls(d["vocab_size"], d["order"])
         lm.counts = d["counts"]
+        lm.meta = {k: v for k, v in d.items() if k not in ("vocab_size", "order", "counts")}
         return lm

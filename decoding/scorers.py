@@ -88,19 +88,27 @@ class ExternalLM:
         return torch.tensor([self.lm.sentence_logprob(p, eos=eos) for p in pieces])
 
 
-def load_external_lm(path: str, vocab_size: int, blank: int = 0) -> ExternalLM | None:
+def load_external_lm(path: str, vocab_size: int, blank: int = 0, tokenizer: bytes | None = None) -> ExternalLM | None:
     """An external LM by file type (`.pkl`: n-gram; else a `models.lm` checkpoint), mapped onto
-    transducer ids laid out as the tokenizer does (blank at `blank`, piece i → i + 1)."""
+    transducer ids laid out as the tokenizer does (blank at `blank`, piece i → i + 1).
+
+    `tokenizer`: the ASR model's sentencepiece bytes; an LM built on other pieces is refused,
+    because its ids would silently mean different text.
+    """
     if not path:
         return None
     if str(path).endswith(".pkl"):
         from decoding.ngram import NgramLM
 
         lm = NgramLM.load(path)
+        stored = lm.meta.get("tokenizer")
     else:
         from models.lm import load_lm
 
         lm = load_lm(path)
+        stored = torch.load(path, map_location="cpu", weights_only=False).get("tokenizer")
+    if tokenizer is not None and stored is not None and stored != tokenizer:
+        raise ValueError(f"LM {path} was built on a different tokenizer than the ASR model")
     return ExternalLM(lm, token_map(vocab_size, blank=blank))
 
 
@@ -133,5 +141,6 @@ def fusion_rows(
     if opts.length_reward:
         total = (0.0 if total is None else total) + torch.full(shape, opts.length_reward)
     if total is not None:
-        total = total.index_fill(-1, torch.tensor([blank]), 0.0)
+        total = total.clone() if total is hot_rows else total
+        total[:, blank] = 0.0
     return total

@@ -3,8 +3,7 @@
 Used as the external LM in shallow fusion / ILME and inside MWER training. It works on the same
 piece ids as the ASR tokenizer (the transducer's blank is not one of them), plus one extra id,
 `bos_eos = vocab_size`, that starts and ends every sentence. A 1-2 layer LSTM is small enough to
-step once per beam expansion on a CPU core; single steps use the LSTM's weights directly (one
-fused matmul per layer) because `nn.LSTM` pays ~5 ms of oneDNN overhead per batch-1 call here.
+step once per beam expansion on a CPU core; single steps run `torch.lstm_cell` on the LSTM's own weights because `nn.LSTM` pays ~5 ms of oneDNN overhead per batch-1 call here.
 The config is saved inside the checkpoint, so a checkpoint rebuilds its own model.
 """
 
@@ -92,15 +91,13 @@ class TokenLM(nn.Module):
         """Feed one token per hypothesis. tokens (N,), state (N, 2L, H) → (log-probs (N, V+1), state)."""
         x = self.embed(tokens.long())
         new = []
+        lstm = self.lstm
         for layer in range(self.config.num_layers):
-            h, c = state[:, 2 * layer], state[:, 2 * layer + 1]
-            w_ih = getattr(self.lstm, f"weight_ih_l{layer}")
-            w_hh = getattr(self.lstm, f"weight_hh_l{layer}")
-            b = getattr(self.lstm, f"bias_ih_l{layer}") + getattr(self.lstm, f"bias_hh_l{layer}")
-            gates = torch.addmm(b, torch.cat([x, h], 1), torch.cat([w_ih, w_hh], 1).t())
-            i, f, g, o = gates.chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h, c = torch.lstm_cell(
+                x, (state[:, 2 * layer], state[:, 2 * layer + 1]),
+                getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}"),
+                getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}"),
+            )
             new += [h, c]
             x = h
         return self.out(x).log_softmax(-1), torch.stack(new, 1)

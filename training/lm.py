@@ -1,0 +1,194 @@
+"""Train the external token LM (LSTM or n-gram) on text only, over the ASR's sentencepiece pieces.
+
+    python -m training.lm --recipe training/recipes/lm_bible.toml
+
+Why text only, and why the ASR's pieces: shallow fusion and ILME add log P_LM to the
+transducer's scores token by token, so the LM must predict exactly the transducer's output
+units; and the point of an external LM is to bring in text of a domain the acoustic training
+never saw. The recipe names the sources (sentence-pool domains from `corpus.sentences`, a
+manifest's transcripts, or a text file), the tokenizer (an ASR checkpoint or `spm.model`) and
+the model; the run is wall-clock bounded and keeps the checkpoint with the best dev perplexity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from corpus.text import normalise_text
+from decoding.ngram import NgramLM
+from decoding.tokenizer import Tokenizer
+from models.lm import LMConfig, TokenLM, save_lm
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class LMRecipe:
+    """A recipe's `[lm]` table."""
+
+    out: str = "/work/data/exp/lm/lm.pt"  # checkpoint (n-gram: pickle) written here
+    tokenizer: str = "/work/data/exp/asr/last.pt"  # ASR checkpoint (its tokenizer) or spm .model
+    sources: list[str] = field(default_factory=lambda: ["bible"])  # pool domain | manifest:PATH | text:PATH
+    kind: str = "lstm"  # lstm | ngram
+    order: int = 4  # n-gram order
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    num_layers: int = 1
+    dropout: float = 0.1
+    batch_size: int = 64
+    lr: float = 2e-3
+    dev_sentences: int = 500
+    max_sentences: int = 0  # 0 = all
+    max_minutes: float = 8.0
+    max_steps: int = 0  # 0 = unbounded
+    eval_every: int = 200
+    threads: int = 1
+    seed: int = 0
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LMRecipe":
+        data = tomllib.loads(Path(path).read_text())
+        return cls(**data.get("lm", data))
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """From an ASR checkpoint (its stored tokenizer bytes) or a sentencepiece `.model` file."""
+    path = Path(path)
+    if path.suffix == ".model":
+        return Tokenizer.load(path)
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return Tokenizer(blob["tokenizer"])
+
+
+def read_sentences(sources: list[str]) -> list[str]:
+    """Normalised training sentences from each source (test-only pool sentences never included)."""
+    out: list[str] = []
+    for src in sources:
+        if src.startswith("manifest:"):
+            from corpus.manifest import read_manifest
+
+            out += [r.text for r in read_manifest(src.split(":", 1)[1]) if r.text]
+        elif src.startswith("text:"):
+            lines = Path(src.split(":", 1)[1]).read_text(encoding="utf-8").splitlines()
+            out += [t for t in (normalise_text(x) for x in lines) if t]
+        else:
+            from corpus.sentences import load_pool
+
+            pool = load_pool()
+            if src not in pool.train:
+                raise ValueError(f"unknown text source {src!r}; pool has {sorted(pool.train)}")
+            out += pool.train[src]
+    return out
+
+
+def pieces(tok: Tokenizer, sentences: list[str]) -> list[list[int]]:
+    """Sentencepiece ids (not the transducer's shifted ids): the LM's own vocabulary."""
+    return [[t - 1 for t in tok.encode(s)] for s in sentences]
+
+
+def _batch(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([len(s) for s in seqs])
+    x = torch.zeros(len(seqs), max(1, int(lens.max())), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return x, lens
+
+
+@torch.no_grad()
+def perplexity(model: TokenLM, seqs: list[list[int]], batch: int = 128) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(seqs), batch):
+        x, lens = _batch(seqs[i : i + batch])
+        total -= float(model.sentence_logprob(x, lens).sum())
+        n += int(lens.sum()) + len(lens)
+    model.train()
+    return math.exp(total / max(1, n))
+
+
+def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], vocab: int, meta: dict) -> dict:
+    rng = random.Random(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    model = TokenLM(LMConfig(vocab, recipe.embed_dim, recipe.hidden_dim, recipe.num_layers, recipe.dropout))
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    best, step, start, history = float("inf"), 0, time.monotonic(), []
+    order = sorted(range(len(train)), key=lambda i: len(train[i]))
+    batches = [order[i : i + recipe.batch_size] for i in range(0, len(order), recipe.batch_size)]
+    while True:
+        rng.shuffle(batches)
+        for b in batches:
+            x, lens = _batch([train[i] for i in b])
+            loss = model.loss(x, lens)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            done = (time.monotonic() - start) / 60 > recipe.max_minutes or (recipe.max_steps and step >= recipe.max_steps)
+            if step % recipe.eval_every == 0 or done:
+                ppl = perplexity(model, dev)
+                history.append({"step": step, "train_loss": float(loss), "dev_ppl": ppl})
+                log.info("step %d loss %.3f dev ppl %.2f", step, float(loss), ppl)
+                if ppl < best:
+                    best = ppl
+                    save_lm(model, recipe.out, **meta, dev_ppl=ppl, step=step)
+            if done:
+                return {"dev_ppl": best, "steps": step, "history": history}
+
+
+def run(recipe: LMRecipe) -> dict:
+    torch.set_num_threads(recipe.threads)
+    tok = load_tokenizer(recipe.tokenizer)
+    sents = read_sentences(recipe.sources)
+    random.Random(recipe.seed).shuffle(sents)
+    if recipe.max_sentences:
+        sents = sents[: recipe.max_sentences]
+    dev, train = pieces(tok, sents[: recipe.dev_sentences]), pieces(tok, sents[recipe.dev_sentences :])
+    vocab = tok.vocab_size - 1
+    meta = {"tokenizer": tok.proto, "sources": recipe.sources, "kind": recipe.kind}
+    Path(recipe.out).parent.mkdir(parents=True, exist_ok=True)
+    log.info("%d train / %d dev sentences, %d pieces", len(train), len(dev), vocab)
+    if recipe.kind == "ngram":
+        lm = NgramLM(vocab, recipe.order).fit(train)
+        lm.save(recipe.out, **meta)
+        n = sum(len(s) + 1 for s in dev)
+        ppl = math.exp(-sum(lm.sentence_logprob(s) for s in dev) / max(1, n))
+        result = {"dev_ppl": ppl}
+    elif recipe.kind == "lstm":
+        result = train_lstm(recipe, train, dev, vocab, meta)
+    else:
+        raise ValueError(f"kind must be lstm or ngram, got {recipe.kind!r}")
+    result |= {"recipe": asdict(recipe), "train_sentences": len(train)}
+    Path(recipe.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default=str(REPO / "training" / "recipes" / "lm_bible.toml"))
+    p.add_argument("--tokenizer", help="override the recipe's tokenizer path")
+    p.add_argument("--out", help="override the recipe's output path")
+    p.add_argument("--max-minutes", type=float)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    recipe = LMRecipe.load(args.recipe)
+    for k in ("tokenizer", "out", "max_minutes"):
+        if getattr(args, k) is not None:
+            setattr(recipe, k, getattr(args, k))
+    res = run(recipe)
+    print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
