@@ -472,3 +472,13 @@ def test_a_stream_may_pick_another_model_of_the_store(server, model_store):
     assert code == 1000 and events[-1]["type"] == "end"
     listed = {m["name"]: m for m in httpx.get(f"http://{server}/v1/models").json()["models"]}
     assert listed[others[0]]["loaded"] and listed["default"]["loaded"]
+
+
+def test_a_frame_far_over_the_limit_is_cut_by_the_websocket_layer(server):
+    with ws(server) as conn:
+        conn.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        assert json.loads(conn.recv(timeout=30))["type"] == "ready"
+        conn.send(b"\x00" * (8 * 400_000 + 2))
+        _, code = drain(conn, timeout=30)
+    assert code == 1009
+    assert httpx.get(f"http://{server}/healthz").status_code == 200
