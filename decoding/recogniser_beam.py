@@ -1,0 +1,74 @@
+"""Beam-search streams inside the recogniser: the small hook `decoding/recogniser.py` calls.
+
+Why a separate file: the recogniser owns buffering, the encoder, endpoints and words; this owns
+which search a stream uses and how a beam's best hypothesis becomes the stream's emissions. The
+recogniser keeps one `BeamDecoding` (model view + external LM, loaded once) and, for a stream
+whose options ask for it, a `BeamStream` on the stream object. Hotwords imply beam search:
+biasing needs alternatives to choose between.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from decoding.beam_search import BeamSearch, BeamStream, Hypothesis
+from decoding.greedy import Emission
+from decoding.hotwords import HotwordTrie
+from decoding.options import DecodingOptions
+from decoding.scorers import load_external_lm
+from decoding.tokenizer import Tokenizer
+from decoding.transducer_view import TransducerSearchView
+from models.transducer import Transducer
+
+__all__ = ["BeamDecoding", "LM_FILE"]
+
+LM_FILE = "lm.pt"  # an external LM beside model.pt is loaded with it (n-gram: lm.pkl)
+
+
+class BeamDecoding:
+    """Per-process beam search state: the model's search view and the optional external LM."""
+
+    def __init__(self, model: Transducer, tok: Tokenizer, lm_path: str | Path | None = None) -> None:
+        self.tok = tok
+        lm = load_external_lm(str(lm_path), model.cfg.vocab_size, tokenizer=tok.proto) if lm_path else None
+        self.search = BeamSearch(TransducerSearchView(model), lm)
+
+    @classmethod
+    def for_model_dir(cls, model: Transducer, tok: Tokenizer, folder: Path) -> "BeamDecoding":
+        for name in (LM_FILE, "lm.pkl"):
+            if (folder / name).exists():
+                return cls(model, tok, folder / name)
+        return cls(model, tok)
+
+    @staticmethod
+    def wants(options: Any) -> bool:
+        return getattr(options, "search", "greedy") == "beam" or bool(getattr(options, "hotwords", ()))
+
+    def new(self, options: DecodingOptions) -> BeamStream:
+        trie = HotwordTrie.from_words(options.hotwords, self.tok.encode, options.hotword_score) if options.hotwords else None
+        return self.search.new_stream(options, trie)
+
+    @torch.no_grad()
+    def decode(self, streams: Sequence[Any], enc: torch.Tensor, n: int) -> None:
+        """Advance the beams of recogniser streams (each with `.beam`) over enc (S, n, D);
+        the best hypothesis becomes the stream's current-segment emissions."""
+        beams = [s.beam for s in streams]
+        self.search.search(beams, enc, torch.full((len(beams),), n))
+        for s, b in zip(streams, beams):
+            s.emissions = emissions(self.search.nbest(b, 1)[0])
+            if s.emissions:
+                s.last_emit = max(s.last_emit, s.emissions[-1].frame)
+
+    def stable_tokens(self, s: Any) -> int:
+        return self.search.stable_tokens(s.beam)
+
+    def reset(self, s: Any) -> list[Emission]:
+        """Close the segment: the best hypothesis's emissions; the beam restarts from it."""
+        return emissions(self.search.reset_segment(s.beam))
+
+
+def emissions(h: Hypothesis) -> list[Emission]:
+    return [Emission(t, f, p) for t, f, p in zip(h.tokens, h.frames, h.probs)]
