@@ -1,0 +1,287 @@
+"""Diarisation benchmark on the corpus' simulated meetings (`corpus meeting` recipe).
+
+    python -m bench.diarisation --corpus /work/data/corpus/meeting
+
+For every meeting: the offline steps (DOA, segments, embeddings) run once and feed the three
+clustering variants — `emb_ahc` (embeddings only), `stationary_ahc` (+ location, q = 0),
+`kalman_ahc` (+ random-walk Kalman LLR) — then the online particle filter runs on the stream in
+160 ms chunks, its CPU time measured (one thread: `torch.set_num_threads(1)`; CPU time, not wall
+time, because the machine's two cores are shared with other jobs).
+
+Tuning is honest: the AHC stopping thresholds are picked on the first `--dev` meetings (train
+split), which are then left out of every reported number.
+
+Scenarios: `static` (no talker moves), `moving` (at least one does), `heldout` (the corpus'
+test split: speaker identities the embedding never saw), `all`. DER with the standard 0.25 s
+collar, overlapped speech scored. Azimuth error: for each speech segment (online: each step)
+the diariser's azimuth for its speaker against the true azimuth of the talker who actually
+spoke most of it, split by whether that talker was walking.
+
+Writes bench/results/diarisation.json ({scenario: {method: {"der": %, ...}}}, plus "_meta")
+and bench/results/diarisation.md (readable tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from diarisation.doa import unit
+from diarisation.embedding import Embedder
+from diarisation.metrics import score
+from diarisation.online import OnlineConfig, OnlineDiariser
+from diarisation.pipeline import CLUSTERINGS, OfflineDiariser, PipelineConfig, load_config
+from diarisation.rttm import read_rttm
+from minutes.types import Turn
+
+log = logging.getLogger("bench.diarisation")
+REPO = Path(__file__).resolve().parents[1]
+METHODS = (*CLUSTERINGS, "particle_online")
+THRESHOLDS = np.round(np.arange(0.1, 0.85, 0.05), 2)
+
+
+def _records(corpus: Path) -> list[dict]:
+    recs = []
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):
+        p = corpus / name
+        if p.exists():
+            recs += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return sorted(recs, key=lambda r: r["id"])
+
+
+class Meeting:
+    """One meeting's audio, geometry, reference turns and true trajectories."""
+
+    def __init__(self, corpus: Path, rec: dict) -> None:
+        self.id, self.split = rec["id"], rec["split"]
+        self.audio, self.sr = sf.read(corpus / rec["audio"], dtype="float32", always_2d=True)
+        self.geometry = np.array(rec["geometry"])
+        self.ref = next(iter(read_rttm(corpus / rec["extra"]["rttm"]).values()))
+        self.traj = json.loads((corpus / rec["extra"]["trajectories"]).read_text())
+        self.moving = set(rec["extra"].get("moving", []))
+        self.duration = len(self.audio) / self.sr
+
+    @property
+    def scenario(self) -> str:
+        return "moving" if self.moving else "static"
+
+    def dominant(self, a: float, b: float) -> str | None:
+        """The reference speaker who talks most of [a, b]."""
+        best, who = 0.0, None
+        for t in self.ref:
+            ov = min(b, t.end) - max(a, t.start)
+            if ov > best:
+                best, who = ov, t.speaker
+        return who
+
+    def true_azimuth(self, speaker: str, t: float) -> float:
+        tr = self.traj[speaker]
+        v = unit(np.array(tr["azimuth"]))
+        i = np.interp(t, tr["t"], np.arange(len(tr["t"])))
+        k = int(min(round(i), len(v) - 1))
+        return float(tr["azimuth"][k])
+
+
+def _angle_err(a: float, b: float) -> float:
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def _azimuth_errors(m: Meeting, spans: list[tuple[float, float, float | None]]) -> dict[str, list[float]]:
+    """spans: (start, end, estimated azimuth) -> errors for static and moving talkers."""
+    out: dict[str, list[float]] = {"static": [], "moving": []}
+    for a, b, az in spans:
+        who = m.dominant(a, b)
+        if who is None or az is None or who not in m.traj:
+            continue
+        out["moving" if who in m.moving else "static"].append(_angle_err(az, m.true_azimuth(who, (a + b) / 2)))
+    return out
+
+
+def _track_at(tracks: dict, speaker: str, t: float) -> float | None:
+    if speaker not in tracks:
+        return None
+    times, az = tracks[speaker]
+    k = int(np.argmin(np.abs(times - t)))
+    return float(az[k])
+
+
+def run_online(m: Meeting, diariser: OnlineDiariser, chunk: float = 0.16):
+    ds = diariser.new_stream(m.geometry, m.sr)
+    n = int(chunk * m.sr)
+    cpu = time.process_time()
+    wall = time.monotonic()
+    n_events = 0
+    for i in range(0, len(m.audio), n):
+        ds.accept(m.audio[i : i + n])
+        n_events += len(ds.events())
+    ds.input_finished()
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    spans = [(s.start, s.end, s.azimuth) for s in ds.steps if s.speaker >= 0]
+    revised = sum(1 for s in ds.steps if s.revised)
+    return ds.turns(), spans, cpu / m.duration, wall / m.duration, revised
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"median": float("nan"), "p90": float("nan"), "n": 0}
+    return {"median": round(float(np.median(values)), 2), "p90": round(float(np.percentile(values, 90)), 2), "n": len(values)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default="/work/data/corpus/meeting")
+    ap.add_argument("--config", default=None, help="pipeline TOML (diarisation/configs/*.toml)")
+    ap.add_argument("--dev", type=int, default=4, help="first N train-split meetings tune thresholds")
+    ap.add_argument("--limit", type=int, default=0, help="at most N meetings (0: all)")
+    ap.add_argument("--no-online", action="store_true")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "diarisation"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    corpus = Path(args.corpus)
+    recs = _records(corpus)
+    if args.limit:
+        recs = recs[: args.limit]
+    dev_ids = {r["id"] for r in [r for r in recs if r["split"] == "train"][: args.dev]}
+    cfg: PipelineConfig = load_config(args.config) if args.config else PipelineConfig()
+    embedder = Embedder()
+    offline = {c: OfflineDiariser(c, embedder=embedder, config=cfg) for c in CLUSTERINGS}
+    online = OnlineDiariser(OnlineConfig(), embedder=embedder)
+
+    # Pass 1: prepare every meeting once; DER of each variant over a threshold grid.
+    rows = []
+    for rec in recs:
+        m = Meeting(corpus, rec)
+        t0 = time.monotonic()
+        prep = offline["kalman_ahc"].prepare(m.audio, m.geometry, m.sr)
+        row = {"id": m.id, "split": m.split, "scenario": m.scenario, "duration": m.duration,
+               "speakers": len(m.traj), "dev": m.id in dev_ids, "grid": {}, "azimuth": {}}
+        for c in CLUSTERINGS:
+            row["grid"][c] = {}
+            for th in THRESHOLDS:
+                d = offline[c]
+                d.config = replace(d.config, ahc=replace(d.config.ahc, threshold=float(th)))
+                res = d.cluster(prep)
+                row["grid"][c][float(th)] = (score(m.ref, res.turns).der, res)
+        if not args.no_online:
+            turns, spans, rtf_cpu, rtf_wall, revised = run_online(m, online)
+            s = score(m.ref, turns)
+            row["online"] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
+                             "rtf_cpu": rtf_cpu, "rtf_wall": rtf_wall, "revised_steps": revised,
+                             "n_spk": len({t.speaker for t in turns})}
+            row["azimuth"]["particle_online"] = _azimuth_errors(m, spans)
+        rows.append(row)
+        log.info("%s %s %.0fs %d spk: %.0fs | online %s", m.id, m.scenario, m.duration, len(m.traj),
+                 time.monotonic() - t0, {k: round(v, 3) for k, v in row.get("online", {}).items()})
+
+    # Thresholds from the dev meetings only.
+    chosen = {}
+    for c in CLUSTERINGS:
+        dev = [r for r in rows if r["dev"]] or rows
+        chosen[c] = float(min(THRESHOLDS, key=lambda th: np.mean([r["grid"][c][float(th)][0] for r in dev])))
+    log.info("thresholds chosen on %d dev meetings: %s", len(dev_ids), chosen)
+
+    results: dict = {}
+    per_meeting = []
+    for r in rows:
+        if r["dev"]:
+            continue
+        entry = {"id": r["id"], "split": r["split"], "scenario": r["scenario"], "speakers": r["speakers"]}
+        m = Meeting(corpus, next(x for x in recs if x["id"] == r["id"]))
+        for c in CLUSTERINGS:
+            der, res = r["grid"][c][chosen[c]]
+            s = score(m.ref, res.turns)
+            entry[c] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
+                        "n_spk": len({t.speaker for t in res.turns})}
+            spans = [(seg.start, seg.end, _track_at(res.tracks, f"S{int(k) + 1}", (seg.start + seg.end) / 2))
+                     for seg, k in zip(res.segments, res.labels)]
+            r["azimuth"][c] = _azimuth_errors(m, spans)
+        if "online" in r:
+            entry["particle_online"] = r["online"]
+        entry["azimuth"] = r["azimuth"]
+        per_meeting.append(entry)
+
+    def agg(entries: list[dict]) -> dict:
+        out = {}
+        for meth in METHODS:
+            have = [e[meth] for e in entries if meth in e]
+            if not have:
+                continue
+            out[meth] = {k: round(float(np.mean([h[k] for h in have])), 2) for k in ("der", "jer", "miss", "fa", "conf")}
+            out[meth]["meetings"] = len(have)
+        return out
+
+    scenarios = {
+        "static": [e for e in per_meeting if e["scenario"] == "static"],
+        "moving": [e for e in per_meeting if e["scenario"] == "moving"],
+        "heldout": [e for e in per_meeting if e["split"] == "test"],
+        "all": per_meeting,
+    }
+    for name, entries in scenarios.items():
+        if entries:
+            results[name] = agg(entries)
+    az = {}
+    for meth in METHODS:
+        errs = {"static": [], "moving": []}
+        for e in per_meeting:
+            for k in errs:
+                errs[k] += e["azimuth"].get(meth, {}).get(k, [])
+        if any(errs.values()):
+            az[meth] = {k: _summary(v) for k, v in errs.items()}
+    online_rows = [r["online"] for r in rows if "online" in r]
+    results["_meta"] = {
+        "corpus": str(corpus), "meetings_scored": len(per_meeting), "dev_meetings": sorted(dev_ids),
+        "thresholds": chosen, "embedder": embedder.kind,
+        "der_definition": "pyannote.metrics DiarizationErrorRate, collar 0.25 s, overlap scored; mean over meetings",
+        "azimuth_error_deg": az,
+        "online_rtf_cpu_one_thread": _summary([o["rtf_cpu"] for o in online_rows]) if online_rows else None,
+        "online_rtf_wall_shared_machine": _summary([o["rtf_wall"] for o in online_rows]) if online_rows else None,
+        "per_meeting": per_meeting,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+    out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    meta = results["_meta"]
+    lines = ["# Diarisation benchmark", "",
+             f"{meta['meetings_scored']} simulated meetings scored (`{meta['corpus']}`); "
+             f"{len(meta['dev_meetings'])} other meetings tuned the AHC thresholds {meta['thresholds']}. "
+             f"Embedder: {meta['embedder']}. {meta['der_definition']}.", "",
+             "| scenario | meetings | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+    for name in ("static", "moving", "heldout", "all"):
+        if name not in results:
+            continue
+        row = results[name]
+        n = max(v.get("meetings", 0) for v in row.values())
+        lines.append(f"| {name} | {n} | " + " | ".join(
+            f"{row[m]['der']:.1f}" if m in row else "–" for m in METHODS) + " |")
+    lines += ["", "DER % (collar 0.25 s, overlap scored). JER and error parts (miss / false alarm / confusion):", "",
+              "| scenario | method | JER | miss | FA | confusion |", "|---|---|---|---|---|---|"]
+    for name in ("static", "moving", "heldout", "all"):
+        for m, v in results.get(name, {}).items():
+            lines.append(f"| {name} | {m} | {v['jer']:.1f} | {v['miss']:.1f} | {v['fa']:.1f} | {v['conf']:.1f} |")
+    lines += ["", "Azimuth tracking error (degrees; per segment/step, against the talker who spoke most of it):", "",
+              "| method | static median | static p90 | moving median | moving p90 |", "|---|---|---|---|---|"]
+    for m, v in meta["azimuth_error_deg"].items():
+        lines.append(f"| {m} | {v['static']['median']} | {v['static']['p90']} | {v['moving']['median']} | {v['moving']['p90']} |")
+    if meta.get("online_rtf_cpu_one_thread"):
+        r, w = meta["online_rtf_cpu_one_thread"], meta["online_rtf_wall_shared_machine"]
+        lines += ["", f"Online diariser real-time factor per stream, one thread: CPU time median {r['median']}, "
+                  f"p90 {r['p90']} (wall time on the shared 2-core machine: median {w['median']})."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
