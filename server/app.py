@@ -19,6 +19,7 @@ from server.errors import install_handlers
 from server.jobs import JobQueue
 from server.limits import StreamSlots
 from server.metrics import Metrics
+from server.upload_limit import UploadLimit
 from server.routes import files, health, models
 
 log = logging.getLogger("minutes.server")
@@ -56,6 +57,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.ctx = ctx
     install_handlers(app, metrics.error)
+    app.add_middleware(UploadLimit, limit=config.max_upload_bytes, paths=("/v1/transcriptions", "/v1/jobs"),
+                       on_refuse=metrics.error)
     for module in (health, models, files, ws_stream, ws_vosk):
         app.include_router(module.router)
     if (WEB / "index.html").is_file():  # the clients' demo page, when it is there

@@ -183,6 +183,15 @@ def test_rest_errors(server):
     assert r.status_code == 404 and r.json()["code"] == "unknown_model"
     r = post("/v1/transcriptions", {"file": ("big.wav", wav_bytes(seconds=12))})  # 384 kB > 300 kB
     assert r.status_code == 413 and r.json()["code"] == "upload_too_large"
+
+    def chunked():  # no Content-Length: cut off once past the limit, never read whole
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        for _ in range(100):
+            yield b"\0" * 65536
+    r = httpx.post(f"{base}/v1/jobs", headers={**h, "Content-Type": "multipart/form-data; boundary=xyz"},
+                   content=chunked(), timeout=30)
+    assert r.status_code == 413 and r.json()["code"] == "upload_too_large"
     r = post("/v1/jobs", {"file": ("x.wav", wav_bytes())})
     assert r.status_code == 503 and r.json()["code"] == "model_unavailable"
     r = httpx.post(f"{base}/v1/transcriptions", headers=h, data={"format": "json"})
