@@ -117,8 +117,11 @@ class VoskSession:
             raise ProtocolError("invalid_config", "sample_rate must be a number in 1000..384000")
         if "phrase_list" in cfg:
             self.hotwords = parse_hotwords(cfg["phrase_list"], "invalid_config")
+        alternatives = cfg.get("max_alternatives", self.max_alternatives) or 0
+        if isinstance(alternatives, bool) or not isinstance(alternatives, int) or not 0 <= alternatives <= 10:
+            raise ProtocolError("invalid_config", "max_alternatives must be an integer in 0..10")
         self.words = bool(cfg.get("words", self.words))
-        self.max_alternatives = int(cfg.get("max_alternatives", self.max_alternatives) or 0)
+        self.max_alternatives = alternatives
         if int(round(rate)) != self.sample_rate and self.stream is not None:
             self.free()  # a new rate starts a new recogniser stream, as vosk-server does
             self.stream = None

@@ -264,6 +264,9 @@ def test_vosk_endpoint_errors_reset_and_path(server):
         assert json.loads(conn.recv(timeout=30))["code"] == "bad_frame"
         conn.send("{oops")
         assert json.loads(conn.recv(timeout=10))["code"] == "bad_json"
+        for bad in ({"sample_rate": "fast"}, {"max_alternatives": "x"}, [1]):
+            conn.send(json.dumps({"config": bad}))
+            assert json.loads(conn.recv(timeout=10))["code"] == "invalid_config"
         conn.send((resample_poly(clip(CLIPS[0]), 1, 2) * 32767).astype("<i2").tobytes())
         assert set(json.loads(conn.recv(timeout=60))) in ({"partial"}, {"text"})
         conn.send('{"reset" : 1}')
@@ -273,6 +276,14 @@ def test_vosk_endpoint_errors_reset_and_path(server):
         assert json.loads(conn.recv(timeout=60)) == {"text": ""}  # nothing since the reset
         _, code = drain(conn)
         assert code == 1000
+    with ws(server, "/v1/vosk") as conn:  # alternatives, as vosk-server shapes them
+        conn.send(json.dumps({"config": {"sample_rate": 16000, "max_alternatives": 1}}))
+        conn.send((clip(CLIPS[0]) * 32767).astype("<i2").tobytes())
+        conn.recv(timeout=60)
+        conn.send('{"eof" : 1}')
+        (alt,) = json.loads(conn.recv(timeout=60))["alternatives"]
+        assert set(alt) == {"confidence", "result", "text"}
+        assert all(set(w) == {"start", "end", "word"} for w in alt["result"])
 
 
 def test_unknown_model_then_valid_start(server):
