@@ -260,6 +260,49 @@ class _Running:
         pass
 
 
+async def long_stream(url: str, clips, minutes: float, proc, every: float = 5.0) -> dict:
+    """One stream of `minutes` of audio sent as fast as the server takes it (it stops reading
+    while its backlog is large): the server's memory over hours of one stream, in minutes."""
+    from websockets.asyncio.client import connect
+
+    audio = stream_audio(clips, min(minutes * 60, 600), seed=4242)  # looped: 10 min of distinct audio at most
+    samples: list[tuple[float, float]] = []
+    t0 = time.monotonic()
+    end: dict = {}
+
+    async def sampler() -> None:
+        while True:
+            samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(sampler())
+    async with connect(url, max_size=2**22, open_timeout=60) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": RATE, "options": {"partials": True}}))
+        await ws.recv()
+
+        async def receive() -> None:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "end":
+                    end.update(msg)
+                    return
+
+        rx = asyncio.create_task(receive())
+        sent, frame = 0.0, int(FRAME_S * RATE)
+        while sent < minutes * 60:
+            for i in range(0, len(audio), frame):
+                await ws.send(audio[i : i + frame].tobytes())
+            sent += len(audio) / RATE
+        await ws.send(json.dumps({"type": "stop"}))
+        await asyncio.wait_for(rx, timeout=600)
+    task.cancel()
+    samples.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
+    rss = [m for _, m in samples]
+    return {"audio_minutes": round(sent / 60, 1), "wall_seconds": round(time.monotonic() - t0, 1),
+            "segments": end.get("segments"), "words": end.get("words"), "rtf": end.get("rtf"),
+            "rss_mb_start": rss[0], "rss_mb_end": rss[-1], "rss_mb_max": max(rss), "rss_mb_samples": samples}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default")
@@ -269,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-seconds", type=float, default=600.0)
     p.add_argument("--soak-streams", type=int, default=0, help="0: the measured capacity")
     p.add_argument("--budget-ms", type=float, default=500.0)
+    p.add_argument("--long-minutes", type=float, default=0.0, help="also one stream this long, sent flat out")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--decoders", type=int, default=1)
@@ -322,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                 "rss_mb_second_half_max": max(rss[half:]), "rss_mb_samples": samples,
             }
             print(json.dumps({k: v for k, v in result["soak"].items() if k != "rss_mb_samples"}), flush=True)
+        if args.long_minutes > 0:
+            result["long_stream"] = asyncio.run(long_stream(url, clips, args.long_minutes, proc))
+            print(json.dumps({k: v for k, v in result["long_stream"].items() if k != "rss_mb_samples"}), flush=True)
         result["final_rtf_gauge"] = metric(base, "minutes_rtf")
     finally:
         proc.terminate()
