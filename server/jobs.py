@@ -153,7 +153,8 @@ class JobQueue:
         engine = self.ctx.engine
         while True:
             job = self.store.next_queued()
-            if job is None or engine.status in ("starting", "loading"):
+            waiting = job is not None and not engine.ready and FileParams.from_json(job["params"]).model is None
+            if job is None or engine.status in ("starting", "loading") or waiting:  # no model yet: keep it queued
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
