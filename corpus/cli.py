@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--min-minutes", type=float, default=2.0, help="meeting: shortest meeting")
     b.add_argument("--max-minutes", type=float, default=10.0, help="meeting: longest meeting")
     b.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    b.add_argument("--resume", action="store_true", help="carry on an interrupted build (same arguments)")
     b.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
         stats = build_single(SingleConfig(
             out=args.out, hours=args.hours, seed=args.seed, test_utts=args.test_utts, array=args.array,
-            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress,
+            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress, resume=args.resume,
             corpus_dir=args.corpus_dir, n_dev=args.n_dev,
         ))
         _finish(args.out, stats)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         count = args.count or max(1, round(args.hours * 60 / minutes))
         stats = build_meeting(MeetingConfig(
             out=args.out, count=count, min_minutes=args.min_minutes, max_minutes=args.max_minutes,
-            array=args.array, seed=args.seed, workers=args.workers, progress=not args.no_progress,
+            array=args.array, seed=args.seed, workers=args.workers, progress=not args.no_progress, resume=args.resume,
         ))
         _finish(args.out, stats)
         return 0
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
         stats = build_mixture(MixtureConfig(
             out=args.out, hours=args.hours, seed=args.seed, test_mixtures=args.test_utts, array=args.array,
-            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress,
+            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress, resume=args.resume,
             corpus_dir=args.corpus_dir, n_dev=args.n_dev,
         ))
         _finish(args.out, stats)

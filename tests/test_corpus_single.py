@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -23,7 +24,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speec
 def _tree_digest(root: Path) -> str:
     h = hashlib.sha1()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "build_stats.json":
+        if p.is_file() and p.name not in ("build_stats.json", ".progress.jsonl"):
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -76,6 +77,13 @@ def test_held_out_voices_texts_and_speakers(built: Path) -> None:
 
 def test_same_seed_same_bytes(built: Path, tmp_path: Path) -> None:
     build_single(_cfg(tmp_path / "again"))
+    assert _tree_digest(tmp_path / "again") == _tree_digest(built)
+    # An interrupted build resumes to the same bytes: keep the first shard, tear the manifest.
+    prog = tmp_path / "again" / ".progress.jsonl"
+    prog.write_text(prog.read_text().splitlines()[0] + "\n")
+    with open(tmp_path / "again" / "train.jsonl", "a") as fh:
+        fh.write('{"id": "torn')
+    build_single(dataclasses.replace(_cfg(tmp_path / "again"), resume=True))
     assert _tree_digest(tmp_path / "again") == _tree_digest(built)
     build_single(_cfg(tmp_path / "other", seed=8, p_real=0.0, hours=0.002, test_utts=1))
     assert (tmp_path / "other" / "test.jsonl").read_bytes() != (built / "test.jsonl").read_bytes()

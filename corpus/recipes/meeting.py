@@ -57,6 +57,7 @@ class MeetingConfig:
     rt60: tuple[float, float] = (0.15, 0.6)
     workers: int = 2
     progress: bool = True
+    resume: bool = False  # carry on an interrupted build of the same plan
 
 
 @dataclass(frozen=True)
@@ -326,4 +327,4 @@ def render_meeting(p: MeetingPlan) -> list[Record]:
 
 
 def build_meeting(cfg: MeetingConfig) -> BuildStats:
-    return run_shards(render_meeting, plan(cfg), cfg.out, cfg.workers, cfg.progress, desc="meeting")
+    return run_shards(render_meeting, plan(cfg), cfg.out, cfg.workers, cfg.progress, desc="meeting", resume=cfg.resume)

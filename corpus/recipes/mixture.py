@@ -41,6 +41,7 @@ class MixtureConfig:
     shard_size: int = 16
     workers: int = 2
     progress: bool = True
+    resume: bool = False  # carry on an interrupted build of the same plan
     corpus_dir: Path | None = None
     n_dev: int = 10
 
@@ -190,4 +191,4 @@ def render_shard(shard: Shard) -> list[Record]:
 
 def build_mixture(cfg: MixtureConfig) -> BuildStats:
     real = real_train_utterances(cfg.corpus_dir, cfg.n_dev) if cfg.p_real > 0 else []
-    return run_shards(render_shard, plan(cfg, real), cfg.out, cfg.workers, cfg.progress, desc="mixture")
+    return run_shards(render_shard, plan(cfg, real), cfg.out, cfg.workers, cfg.progress, desc="mixture", resume=cfg.resume)

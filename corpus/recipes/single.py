@@ -56,6 +56,7 @@ class SingleConfig:
     max_order: int = 10
     workers: int = 2
     progress: bool = True
+    resume: bool = False  # carry on an interrupted build of the same plan
     corpus_dir: Path | None = None  # real speech (speechocean762 layout); None: the shared copy
     n_dev: int = 10
 
@@ -196,7 +197,7 @@ def real_train_utterances(corpus_dir: Path | None, n_dev: int) -> list[Utterance
 
 def build_single(cfg: SingleConfig) -> BuildStats:
     real = real_train_utterances(cfg.corpus_dir, cfg.n_dev) if cfg.p_real > 0 else []
-    return run_shards(render_shard, plan(cfg, real), cfg.out, cfg.workers, cfg.progress, desc="single")
+    return run_shards(render_shard, plan(cfg, real), cfg.out, cfg.workers, cfg.progress, desc="single", resume=cfg.resume)
 
 
 def plan_digest(shards: list[Shard]) -> str:
