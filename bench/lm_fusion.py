@@ -176,6 +176,11 @@ def table(results: dict, details: dict) -> str:
                   "| decoding | recall % | WER % |", "|---|---|---|"]
         for k, v in hw["runs"].items():
             lines.append(f"| {k} | {v['recall']:.1f} | {v['wer']:.1f} |")
+    lm2 = details.get("second_lm")
+    if lm2 and "bible_test" in lm2:
+        lines += ["", f"Second LM `{lm2['lm']}` on bible_test: SF {lm2['bible_test']['sf']:.1f} "
+                  f"(λ_T={lm2['sf']['lm_weight']}), ILME {lm2['bible_test']['ilme']:.1f} "
+                  f"(λ_T={lm2['ilme']['lm_weight']}, λ_I={lm2['ilme']['ilm_weight']})."]
     sens = details.get("lambda_sensitivity")
     if sens:
         lines += ["", f"## λ sensitivity ({TUNE_SET} WER with the λ's scaled ×0.5 / ×1 / ×1.5)", "",
@@ -198,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="/work/data/exp/asr/best.pt")
     p.add_argument("--lm", default="/work/data/exp/lm/bible/lm.pt")
     p.add_argument("--lm-domain", default="bible")
+    p.add_argument("--lm2", default="/work/data/exp/lm/bible/ngram.pkl",
+                   help="a second LM (e.g. the n-gram) compared on the LM's domain; '' to skip")
     p.add_argument("--mwer-dir", type=Path, default=Path("/work/data/exp/mwer"))
     p.add_argument("--set", action="append", default=[], help="NAME=MANIFEST (default: the built-in sets)")
     p.add_argument("--max-utts", type=int, default=100)
@@ -250,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
                "ilme": {"lm_weight": ilme.lm_weight, "ilm_weight": ilme.ilm_weight},
                "grid": {"sf": sf_rows, "ilme": ilme_rows}, "mwer": mwer_lambdas,
                "lambda_sensitivity": sensitivity}
+    if args.lm2 and Path(args.lm2).exists():
+        details["second_lm"] = second_lm_run(model, tok, blob, args.lm2, enc, base)
     details["hotwords"] = hotword_run(search, tok, blob, enc, base, ilme)
     details["rtf"] = rtf_run(model, tok, search, sets, cache, base, ilme, args.rtf_utts)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -257,6 +266,27 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "lm_fusion_details.json").write_text(json.dumps(details, indent=2) + "\n")
     (args.out / "lm_fusion.md").write_text(table(results, details))
     print(table(results, details))
+
+
+def second_lm_run(model: Transducer, tok: Tokenizer, blob: dict, path: str, enc: dict[str, Encoded],
+                  base: DecodingOptions, set_name: str = "bible_test") -> dict:
+    """SF and ILME with another external LM (λ's tuned on the same dev set)."""
+    from dataclasses import replace
+
+    search = BeamSearch(TransducerSearchView(model), load_external_lm(path, model.cfg.vocab_size, tokenizer=blob["tokenizer"]))
+    dev = enc[TUNE_SET]
+
+    def dev_decode(o: DecodingOptions) -> list[str]:
+        return decode_beam(search, tok, dev, o)
+
+    sf, _ = tune(dev_decode, dev.refs, [replace(base, lm_weight=l) for l in LM_GRID])
+    ilme, _ = tune(dev_decode, dev.refs, [replace(base, lm_weight=l, ilm_weight=i) for l in LM_GRID for i in ILM_GRID if i <= l])
+    out = {"lm": path, "sf": {"lm_weight": sf.lm_weight}, "ilme": {"lm_weight": ilme.lm_weight, "ilm_weight": ilme.ilm_weight}}
+    if set_name in enc:
+        data = enc[set_name]
+        out[set_name] = {m: wer(data.refs, decode_beam(search, tok, data, o)) for m, o in (("sf", sf), ("ilme", ilme))}
+    print("second LM", out, flush=True)
+    return out
 
 
 def hotword_run(search: BeamSearch, tok: Tokenizer, blob: dict, enc: dict[str, Encoded],
