@@ -129,15 +129,18 @@ class Engine:
     def model(self, name: str | None = None) -> LoadedModel:
         """The loaded model `name` (the default when None), loading it if needed (blocking)."""
         name = name or self.config.model
+        loaded = self._models.get(name)  # fast path without the lock: a load of another model
+        if loaded is not None:  # may hold it for seconds, and the event loop must not wait
+            return loaded
         with self._load_lock:
             if name in self._models:
                 self._models.move_to_end(name)
                 return self._models[name]
             loaded = self._load(name)
             self._models[name] = loaded
-            while len(self._models) > self.config.max_models:
-                dropped, _ = self._models.popitem(last=False)  # streams still using it keep it alive
-                log.info("model %s unloaded (max_models=%d)", dropped, self.config.max_models)
+            for old in [n for n in self._models if n != self.config.model][: max(0, len(self._models) - self.config.max_models)]:
+                del self._models[old]  # least recently used first; the default stays; open streams keep theirs alive
+                log.info("model %s unloaded (max_models=%d)", old, self.config.max_models)
             return loaded
 
     def _load(self, name: str) -> LoadedModel:

@@ -8,6 +8,7 @@ final result before closing. Here each frame is decoded by the same batching wor
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from typing import Any
@@ -27,6 +28,7 @@ from server.wsbase import Connection, Idle, Outgoing
 
 log = logging.getLogger("minutes.server")
 router = APIRouter()
+COLLECT_TIMEOUT = 300.0  # s a reply may wait for the decoder before the stream is given up
 
 
 @router.websocket("/v1/vosk")
@@ -175,7 +177,10 @@ class VoskSession:
 
     async def collect(self, until) -> None:
         while True:
-            ev = await self.conn.outbox.get()
+            try:
+                ev = await asyncio.wait_for(self.conn.outbox.get(), COLLECT_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise StreamFailed(f"the decoder did not answer within {COLLECT_TIMEOUT:g} s") from None
             if isinstance(ev, Partial):
                 self.partial = ev.text
             elif isinstance(ev, Final):
