@@ -229,6 +229,7 @@ function openStream(start) {
     ws.onmessage = onMessage;
     ws.onerror = () => reject(new Error(`cannot connect to ${streamUrl()}`));
     ws.onclose = (e) => {
+      reject(new Error(`the server closed the stream (${e.code}${e.reason ? " " + e.reason : ""})`));  // no-op after ready
       state.running = false;
       $("start").disabled = false; $("stop").disabled = true;
       if (!state.ended) setStatus(`closed (${e.code}${e.reason ? " " + e.reason : ""})`);
@@ -332,7 +333,8 @@ async function start() {
     if (choice === "mic") await runMic();
     else await runSample(state.samples.find((s) => s.id === choice), speed);
   } catch (err) {
-    setStatus(`error: ${err.message}`);
+    const last = state.errors[state.errors.length - 1];
+    setStatus(`error: ${last ? last.code + ": " + last.message : err.message}`);
     $("start").disabled = false; $("stop").disabled = true;
   }
 }
