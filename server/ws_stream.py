@@ -10,20 +10,20 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect
 
-from engine import End, EngineError
-from engine.audio import AudioFormatError, decode_pcm, frame_bytes
+from engine import End, EngineError, Partial
+from engine.audio import AudioFormatError, decode_pcm
 from engine.events import Failure
 from engine.spec import StreamSpec
 from engine.stream import EngineStream, Synced
-from server.errors import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY
+from server.errors import CLOSE_NORMAL, CLOSE_POLICY
 from server.protocol import ProtocolError, parse_start, parse_text
 from server.wsbase import Connection, Idle, Outgoing, run_until_either
 
 log = logging.getLogger("minutes.server")
 router = APIRouter()
 MAX_BACKLOG_SECONDS = 20.0  # undecoded audio a stream may queue before the server stops reading
+STALE_BACKLOG = 50  # queued outgoing messages past which partials are skipped (the client reads slowly)
 
 
 @router.websocket("/v1/stream")
@@ -176,5 +176,7 @@ class StreamSession:
                 await self.conn.write(Outgoing(summary, self.close_code))
                 self.stream = None  # the engine has already dropped it
                 return
+            elif isinstance(item, Partial) and self.conn.outbox.qsize() > STALE_BACKLOG:
+                continue  # a slow reader: newer partials and the final are queued behind this one
             elif not isinstance(item, Synced):
                 await self.conn.write(Outgoing(item.to_dict()))
