@@ -75,3 +75,23 @@ def test_versions_sort_naturally(tmp_path):
     for v in ("9", "10", "2"):
         store.publish(_artefact(tmp_path), "m", "x", version=v)
     assert store.versions("m") == ["2", "9", "10"] and store.manifest("m").version == "10"
+
+
+def test_a_manifest_from_another_tool_loads_unverified_until_sealed(tmp_path):
+    folder = tmp_path / "store" / "speaker" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"speaker weights")
+    (folder / "manifest.json").write_text(json.dumps({"name": "speaker", "version": "v1", "file": "model.pt",
+                                                      "eer_percent": {"all": 4.2}}))
+    store = ModelStore(tmp_path / "store")
+    m = store.manifest("speaker")
+    assert (m.name, m.version, m.architecture, m.sealed) == ("speaker", "v1", "unknown", False)
+    assert m.size_bytes == len(b"speaker weights") and m.extra["eer_percent"] == {"all": 4.2}
+    assert store.list()[0].summary()["sealed"] is False
+    assert store.resolve("speaker")[1] == m  # nothing to verify against: loads, with a warning
+    sealed = store.seal("speaker", architecture="ecapa")
+    assert sealed.sealed and sealed.architecture == "ecapa" and set(sealed.files) == {"model.pt"}
+    assert store.manifest("speaker") == sealed and sealed.extra["file"] == "model.pt"
+    (folder / "model.pt").write_bytes(b"changed")
+    with pytest.raises(ChecksumError):
+        store.resolve("speaker")

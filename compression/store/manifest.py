@@ -72,7 +72,26 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> "Manifest":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The manifest at `store/<name>/<version>/manifest.json`. The folder names are the
+        store's address of the artefact, so they win over the file's own name/version. A
+        manifest written by another tool (no `files`/`sha256`) is read as unsealed: its keys
+        are kept in `extra` and it loads unverified (see `ModelStore.seal`)."""
+        path = Path(path)
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("a manifest is a JSON object")
+        data = {**data, "name": path.parent.parent.name, "version": path.parent.name}
+        if "files" not in data or "sha256" not in data:
+            data.setdefault("architecture", data.get("arch", "unknown"))
+            data.setdefault("size_bytes", sum(p.stat().st_size for p in path.parent.rglob("*")
+                                              if p.is_file() and p.name != path.name))
+            data["files"], data["sha256"] = {}, ""
+        return cls.from_dict(data)
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the manifest carries checksums to verify the files against."""
+        return bool(self.files) and bool(self.sha256)
 
     def write(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -81,4 +100,5 @@ class Manifest:
         """The public fields for `GET /v1/models` (no per-file list)."""
         d = self.to_dict()
         d.pop("files")
+        d["sealed"] = self.sealed
         return d

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 from compression.store.manifest import MANIFEST_NAME, Manifest, combined_sha256, file_sha256
 
+log = logging.getLogger("minutes.store")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -86,9 +89,15 @@ class ModelStore:
         return out
 
     def verify(self, name: str, version: str | None = None) -> Manifest:
-        """Re-hash every file the manifest names; raise `ChecksumError` on any difference."""
+        """Re-hash every file the manifest names; raise `ChecksumError` on any difference.
+        An unsealed manifest (written by another tool) has nothing to check: it is returned
+        with a warning."""
         m = self.manifest(name, version)
         folder = self.root / name / m.version
+        if not m.sealed:
+            log.warning("%s/%s has no checksums in its manifest: loaded unverified (ModelStore.seal adds them)",
+                        name, m.version)
+            return m
         for rel, digest in m.files.items():
             path = folder / rel
             if not path.is_file():
@@ -105,6 +114,21 @@ class ModelStore:
         return self.root / name / m.version, m
 
     # -- writing -------------------------------------------------------------------------
+    def seal(self, name: str, version: str | None = None, architecture: str | None = None) -> Manifest:
+        """Add checksums (and the standard fields) to an artefact whose manifest another tool
+        wrote; its original keys stay in `extra`. Sealing a sealed manifest changes nothing."""
+        m = self.manifest(name, version)
+        if m.sealed:
+            return m
+        folder = self.root / name / m.version
+        files = _source_files(folder)
+        digests = {rel: file_sha256(p) for rel, p in files.items()}
+        sealed = replace(m, files=digests, sha256=combined_sha256(digests),
+                         size_bytes=sum(p.stat().st_size for p in files.values()),
+                         architecture=architecture or m.architecture)
+        sealed.write(folder / MANIFEST_NAME)
+        return sealed
+
     def publish(
         self,
         source: Path | Iterable[Path],
