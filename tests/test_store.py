@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -95,3 +96,15 @@ def test_a_manifest_from_another_tool_loads_unverified_until_sealed(tmp_path):
     (folder / "model.pt").write_bytes(b"changed")
     with pytest.raises(ChecksumError):
         store.resolve("speaker")
+
+
+def test_a_bare_checkpoint_folder_is_an_unsealed_version(tmp_path):
+    folder = tmp_path / "store" / "default" / "3"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"w")
+    (tmp_path / "store" / "default" / ".4.tmp").mkdir()  # a publish in progress is invisible
+    store = ModelStore(tmp_path / "store")
+    assert store.versions("default") == ["3"]
+    m = store.resolve("default")[1]
+    assert not m.sealed and m.size_bytes == 1
+    assert store.seal("default").files == {"model.pt": hashlib.sha256(b"w").hexdigest()}

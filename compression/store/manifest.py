@@ -77,7 +77,7 @@ class Manifest:
         manifest written by another tool (no `files`/`sha256`) is read as unsealed: its keys
         are kept in `extra` and it loads unverified (see `ModelStore.seal`)."""
         path = Path(path)
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text()) if path.is_file() else {}
         if not isinstance(data, dict):
             raise ValueError("a manifest is a JSON object")
         data = {**data, "name": path.parent.parent.name, "version": path.parent.name}
@@ -87,6 +87,11 @@ class Manifest:
                                               if p.is_file() and p.name != path.name))
             data["files"], data["sha256"] = {}, ""
         return cls.from_dict(data)
+
+    @classmethod
+    def read_folder(cls, folder: Path) -> "Manifest":
+        """An unsealed manifest for a version folder that has files but no manifest."""
+        return cls.read(Path(folder) / MANIFEST_NAME)
 
     @property
     def sealed(self) -> bool:

@@ -59,11 +59,13 @@ class ModelStore:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
 
     def versions(self, name: str) -> list[str]:
-        """The versions of `name` that have a manifest, oldest first."""
+        """The versions of `name` (folders with a manifest, or with a checkpoint another tool
+        put there without one), oldest first. Dot-folders are publishes in progress."""
         folder = self.root / name
         if not _NAME.match(name) or not folder.is_dir():
             return []
-        found = [p.name for p in folder.iterdir() if (p / MANIFEST_NAME).is_file()]
+        found = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                 and ((p / MANIFEST_NAME).is_file() or any(p.glob("*.pt")))]
         return sorted(found, key=_version_key)
 
     def manifest(self, name: str, version: str | None = None) -> Manifest:
@@ -73,8 +75,11 @@ class ModelStore:
         version = versions[-1] if version is None else str(version)
         if version not in versions:
             raise UnknownModelError(f"model {name!r} has no version {version!r} (has {versions})")
+        path = self.root / name / version / MANIFEST_NAME
+        if not path.is_file():  # a bare checkpoint folder: an unsealed manifest of its files
+            return Manifest.read_folder(path.parent)
         try:
-            return Manifest.read(self.root / name / version / MANIFEST_NAME)
+            return Manifest.read(path)
         except (ValueError, TypeError, OSError) as exc:
             raise StoreError(f"{name}/{version}: unreadable manifest: {exc}") from exc
 
