@@ -218,10 +218,13 @@ async def run_level(url: str, clips: list[np.ndarray], n: int, seconds: float, s
 
 def measure(proc: subprocess.Popen, base: str, url: str, clips, n: int, seconds: float, seed: int) -> dict:
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    dec0 = metric(base, "minutes_decode_seconds_sum") or 0.0
     stats = asyncio.run(run_level(url, clips, n, seconds, seed))
     wall = time.monotonic() - t0
     out = {"streams": n, "seconds": seconds, **summarise(stats),
            "server_cpu_cores": round((cpu_seconds(proc.pid) - cpu0) / wall, 2),
+           # time inside batched decode calls (wall clock of the decoder thread, per second)
+           "decoder_busy": round(((metric(base, "minutes_decode_seconds_sum") or 0.0) - dec0) / wall, 2),
            "server_rss_mb": round(rss_mb(proc.pid), 1)}
     bsum, bcount = metric(base, "minutes_decode_batch_size_sum"), metric(base, "minutes_decode_batch_size_count")
     out["mean_batch_so_far"] = round(bsum / bcount, 2) if bcount else None
