@@ -61,7 +61,8 @@ class StreamSession:
             try:
                 msg = await self.conn.receive(self.cfg.idle_timeout_seconds)
             except Idle:
-                self.limit("idle_timeout", f"no message for {self.cfg.idle_timeout_seconds:g} s")
+                if not self.stopping:  # after stop the client waits for us, not the other way round
+                    self.limit("idle_timeout", f"no message for {self.cfg.idle_timeout_seconds:g} s")
                 continue
             if msg.get("bytes") is not None:
                 self.on_audio(msg["bytes"])

@@ -99,7 +99,7 @@ def serve(store: Path, tmp: Path, *extra: str):
 
 @pytest.fixture(scope="module")
 def server(model_store, tmp_path_factory):
-    proc, addr = serve(model_store[0], tmp_path_factory.mktemp("srv"), "--idle-timeout-seconds", "20",
+    proc, addr = serve(model_store[0], tmp_path_factory.mktemp("srv"), "--idle-timeout-seconds", "8",
                        "--max-session-seconds", "25", "--max-message-bytes", "400000", "--max-streams", "16")
     yield addr
     proc.terminate()
@@ -493,3 +493,17 @@ def test_a_frame_far_over_the_limit_is_cut_by_the_websocket_layer(server):
         _, code = drain(conn, timeout=30)
     assert code == 1009
     assert httpx.get(f"http://{server}/healthz").status_code == 200
+
+
+def test_idle_stream_is_flushed_and_closed(server):
+    x = clip(CLIPS[0])
+    with ws(server) as conn:
+        conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"partials": False}}))
+        assert json.loads(conn.recv(timeout=30))["type"] == "ready"
+        send_audio(conn, x, 1600)
+        t0 = time.monotonic()
+        events, code = drain(conn, timeout=60)  # then silence: no audio, no stop
+    assert code == 1008 and time.monotonic() - t0 >= 7
+    assert [e["code"] for e in events if e["type"] == "error"] == ["idle_timeout"]
+    end = events[-1]
+    assert end["type"] == "end" and end["reason"] == "idle_timeout" and abs(end["duration"] - len(x) / 16000) < 0.01
