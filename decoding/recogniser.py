@@ -38,6 +38,7 @@ __all__ = ["DecodingOptions", "Recogniser", "Stream", "StreamResult", "find_mode
 class DecodingOptions:
     """Per-stream decoding choices (override per call with `dataclasses.replace`)."""
 
+    decoder: str = ""  # "transducer" | "ctc" (the auxiliary head, best path); "" = the model's default
     max_symbols_per_frame: int = 3  # tokens the greedy search may emit on one frame
     endpoint_trailing_blank: float = 1.0  # s without a token after a word -> endpoint
     endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
@@ -68,6 +69,7 @@ class Stream:
     emissions: list[Emission] = field(default_factory=list)  # current segment's tokens
     finished: bool = False
     flushed: bool = False  # finished and everything decoded
+    ctc_prev: int = 0  # CTC best-path token of the previous frame (blank = 0)
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
         """Float32 mono at the recogniser's sample rate, any length."""
@@ -92,6 +94,7 @@ class Stream:
         self.emissions = []
         self.segment_start = self.frames_done
         self.pred_state = self._rec.model.initial_predictor_state(1)
+        self.ctc_prev = 0
         return words
 
     # -- internals used by the recogniser ----------------------------------------------------
@@ -122,6 +125,9 @@ class Recogniser:
         self.chunk_frames = enc.chunk_frames  # encoder frames per chunk
         self.frame_seconds = model.frame_seconds
         self.chunk_seconds = self.chunk_frames * self.frame_seconds
+        # which head decodes by default: the store manifest may say "ctc" when, for a young model,
+        # the auxiliary CTC head is the more accurate of the two
+        self.default_decoder = self.meta.get("decoder", "transducer")
         v = tokenizer.vocab_size
         self._pieces = [""] + [tokenizer.piece(i) for i in range(1, v)]
 
@@ -173,17 +179,41 @@ class Recogniser:
             feats = torch.stack([m[1] for m in members])
             enc, enc_state = self.model.stream_encode(feats, EncoderState.stack([s.enc_state for s in ss]))
             n = enc.shape[1]
-            lengths = torch.full((len(ss),), n)
-            hyps, pred = greedy_search(
-                self.model, enc, lengths, PredictorState.stack([s.pred_state for s in ss]),
-                [s.frames_done for s in ss], max_symbols=ss[0].options.max_symbols_per_frame,
-            )
-            for s, e, p, h in zip(ss, enc_state.unstack(), pred.unstack(), hyps):
-                s.enc_state, s.pred_state = e, p
-                s.emissions.extend(h)
-                if h:
-                    s.last_emit = h[-1].frame
+            for s, e in zip(ss, enc_state.unstack()):
+                s.enc_state = e
+            ctc = [i for i, s in enumerate(ss) if (s.options.decoder or self.default_decoder) == "ctc"]
+            if ctc:
+                self._ctc_search([ss[i] for i in ctc], enc[ctc])
+            rnnt = [i for i in range(len(ss)) if i not in set(ctc)]
+            if rnnt:
+                self._transducer_search([ss[i] for i in rnnt], enc[rnnt])
+            for s in ss:
                 s.frames_done += n
+
+    def _transducer_search(self, ss: list[Stream], enc: torch.Tensor) -> None:
+        n = enc.shape[1]
+        lengths = torch.full((len(ss),), n)
+        hyps, pred = greedy_search(
+            self.model, enc, lengths, PredictorState.stack([s.pred_state for s in ss]),
+            [s.frames_done for s in ss], max_symbols=ss[0].options.max_symbols_per_frame,
+        )
+        for s, p, h in zip(ss, pred.unstack(), hyps):
+            s.pred_state = p
+            s.emissions.extend(h)
+            if h:
+                s.last_emit = h[-1].frame
+
+    def _ctc_search(self, ss: list[Stream], enc: torch.Tensor) -> None:
+        """Best path of the CTC head, carried across chunks (a token is emitted on the first
+        frame of its run; its confidence is that frame's posterior)."""
+        best, tok = self.model.ctc(enc).log_softmax(-1).max(-1)  # (B, n)
+        probs = best.exp()
+        for b, s in enumerate(ss):
+            for t, k in enumerate(tok[b].tolist()):
+                if k != 0 and k != s.ctc_prev:
+                    s.emissions.append(Emission(k, s.frames_done + t, float(probs[b, t])))
+                    s.last_emit = s.frames_done + t
+                s.ctc_prev = k
 
     def is_endpoint(self, s: Stream) -> bool:
         o = s.options

@@ -124,3 +124,13 @@ def test_shipped_model_transcribes_real_speech(utts):
     hyps = [" ".join(w.text for w in rec.transcribe(w.numpy())) for w, _ in utts]
     # training utterances: a model that learnt anything gets most of these words right
     assert jiwer.wer(refs, hyps) < 0.6, list(zip(refs, hyps))
+
+
+def test_ctc_decoder_streams_like_offline_best_path(rec: Recogniser, utts):
+    wave = utts[2][0]
+    words = rec.transcribe(wave.numpy(), DecodingOptions(decoder="ctc"), chunk_samples=777, endpoints=False)
+    feats = fbank(wave)[None]
+    offline = rec.model.ctc_greedy(feats, torch.tensor([feats.shape[1]]))[0]
+    assert " ".join(w.text for w in words) == rec.tok.decode(offline)
+    for a, b in zip(words, words[1:]):
+        assert a.start <= b.start
