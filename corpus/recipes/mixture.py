@@ -11,7 +11,7 @@ recorded beside the request. References: per talker text, speaker, start, end, a
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
