@@ -36,6 +36,7 @@ class BatchWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="minutes-decoder", daemon=True)
         self.queue_depth = 0  # streams with a chunk ready at the last look
+        self._ready_since: float | None = None  # when the current part-full batch began to wait
         self._window: collections.deque = collections.deque()  # (t, compute, audio) for RTF
 
     # -- control (any thread) -------------------------------------------------------------
@@ -108,6 +109,8 @@ class BatchWorker:
             live.append(s)
         ready = [s for s in live if s.model.recogniser.is_ready(s.rs)]
         self.queue_depth = len(ready)
+        if self._gather(ready):
+            return False
         ready.sort(key=lambda s: self._last_served.get(s.id, 0.0))
         by_model: dict[int, list[EngineStream]] = {}
         for s in ready[: self.max_batch]:
@@ -126,6 +129,24 @@ class BatchWorker:
             elif s.pending_syncs():
                 s.flush_syncs()
         return bool(ready)
+
+    def _gather(self, ready: list[EngineStream]) -> bool:
+        """Whether to wait for more streams before decoding: a part-full batch waits at most
+        one loop interval after its first chunk became ready (sherpa-onnx's loop interval),
+        trading that much latency for fuller batches. Streams being flushed never wait."""
+        if not ready:
+            self._ready_since = None
+            return False
+        if len(ready) >= self.max_batch or any(s.input_done for s in ready):
+            self._ready_since = None
+            return False
+        now = time.monotonic()
+        if self._ready_since is None:
+            self._ready_since = now
+        if now - self._ready_since < self.interval:
+            return True
+        self._ready_since = None
+        return False
 
     def _decode(self, batch: list[EngineStream]) -> None:
         rec = batch[0].model.recogniser
