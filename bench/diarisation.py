@@ -24,7 +24,9 @@ and bench/results/diarisation.md (readable tables).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import pickle
 import logging
 import time
 from dataclasses import replace
@@ -45,7 +47,7 @@ from minutes.types import Turn
 log = logging.getLogger("bench.diarisation")
 REPO = Path(__file__).resolve().parents[1]
 METHODS = (*CLUSTERINGS, "particle_online")
-THRESHOLDS = np.round(np.arange(0.1, 0.85, 0.05), 2)
+THRESHOLDS = np.round(np.arange(0.1, 0.96, 0.05), 2)
 
 
 def _records(corpus: Path) -> list[dict]:
@@ -113,6 +115,22 @@ def _track_at(tracks: dict, speaker: str, t: float) -> float | None:
     return float(az[k])
 
 
+def _prepared(d: OfflineDiariser, m: Meeting, cache: Path | None):
+    """The clustering-independent steps, cached by meeting, embedder file and step configs."""
+    if cache is None:
+        return d.prepare(m.audio, m.geometry, m.sr)
+    model = getattr(d.embedder, "path", None)
+    key = hashlib.sha1(repr((m.id, str(model), model.stat().st_mtime if model and model.exists() else 0,
+                             d.embedder.kind, d.config.doa, d.config.segments)).encode()).hexdigest()[:16]
+    path = cache / f"{m.id}-{key}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    prep = d.prepare(m.audio, m.geometry, m.sr)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(prep))
+    return prep
+
+
 def run_online(m: Meeting, diariser: OnlineDiariser, chunk: float = 0.16):
     ds = diariser.new_stream(m.geometry, m.sr)
     n = int(chunk * m.sr)
@@ -142,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dev", type=int, default=4, help="first N train-split meetings tune thresholds")
     ap.add_argument("--limit", type=int, default=0, help="at most N meetings (0: all)")
     ap.add_argument("--no-online", action="store_true")
+    ap.add_argument("--beta", type=float, default=None, help="override the location weight β")
+    ap.add_argument("--cache", default="/work/data/diarisation/prepared", help="cache of DOA/segments/embeddings")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "diarisation"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -152,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         recs = recs[: args.limit]
     dev_ids = {r["id"] for r in [r for r in recs if r["split"] == "train"][: args.dev]}
     cfg: PipelineConfig = load_config(args.config) if args.config else PipelineConfig()
+    if args.beta is not None:
+        cfg = replace(cfg, ahc=replace(cfg.ahc, beta=args.beta))
     embedder = Embedder()
     offline = {c: OfflineDiariser(c, embedder=embedder, config=cfg) for c in CLUSTERINGS}
     online = OnlineDiariser(OnlineConfig(), embedder=embedder)
@@ -161,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     for rec in recs:
         m = Meeting(corpus, rec)
         t0 = time.monotonic()
-        prep = offline["kalman_ahc"].prepare(m.audio, m.geometry, m.sr)
+        prep = _prepared(offline["kalman_ahc"], m, Path(args.cache) if args.cache else None)
         row = {"id": m.id, "split": m.split, "scenario": m.scenario, "duration": m.duration,
                "speakers": len(m.traj), "dev": m.id in dev_ids, "grid": {}, "azimuth": {}}
         for c in CLUSTERINGS:

@@ -53,7 +53,7 @@ class DOAConfig:
     n_bins: int = 32  # frequency bins used inside the band
     grid: int = 72  # azimuth grid points (5°), refined by interpolation
     c: float = 343.0  # speed of sound, m/s
-    gate_db: float = 5.0  # a frame is speech when this far above the noise floor
+    gate_db: float = 2.5  # a frame is speech when this far above the noise floor (15 dB SNR rooms need it low)
     floor_rise_db: float = 0.02  # per frame: how fast the noise-floor tracker may rise
 
 

@@ -38,6 +38,7 @@ class Embedder:
     def __init__(self, model_path: str | Path | None = None, kind: str = "auto", min_samples: int = 4000) -> None:
         path = Path(model_path) if model_path else default_model_path()
         self.min_samples = min_samples
+        self.path = path
         self.model: SpeakerEncoder | None = None
         if kind in ("auto", "tdnn") and path.exists():
             self.model = load_speaker(path)

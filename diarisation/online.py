@@ -41,6 +41,7 @@ from scipy.signal import resample_poly
 from diarisation.doa import DOAConfig, DOAEstimator, azimuth_of
 from diarisation.embedding import Embedder
 from diarisation.kalman import RandomWalkConfig
+from diarisation.overlap import OverlapConfig, merge_turns
 from minutes.types import Turn
 
 __all__ = ["OnlineConfig", "OnlineDiariser", "DiariserStream", "StepLabel"]
@@ -64,6 +65,7 @@ class OnlineConfig:
     r_spread: float = 0.2  # observation noise added × (1 − resultant length)
     ess: float = 0.5  # resample below this fraction of N
     horizon: float = 8.0  # s within which labels can be revised
+    overlap: OverlapConfig = field(default_factory=OverlapConfig)  # second talker from DOA
     seed: int = 0
     model_path: str | None = None  # speaker model (None: the store's default)
 
@@ -79,6 +81,7 @@ class StepLabel:
     vector: np.ndarray  # (2,) observed direction (zeros when silent)
     azimuth: float | None = None  # the speaker's tracked azimuth at this step (best particle)
     revised: bool = False  # the label changed after it was first emitted
+    overlaps: list[tuple[int, float, float]] = field(default_factory=list)  # (speaker, start, end) heard too
 
 
 class OnlineDiariser:
@@ -183,17 +186,21 @@ class DiariserStream:
             self.next_step = t + self.cfg.step
 
     def turns(self) -> list[Turn]:
-        """Speaker turns from the (revised) step labels: speech spans, neighbours merged."""
+        """Speaker turns from the (revised) step labels: speech spans, a speaker's pauses
+        shorter than the gate's hangover closed, overlapping talkers added."""
         out: list[Turn] = []
+        extra: list[Turn] = []
         for s in self.steps:
             if s.speaker < 0:
                 continue
             for a, b in s.spans:
-                if out and out[-1].speaker == _name(s.speaker) and a - out[-1].end < 0.05:
+                # Only consecutive spans close a pause: a gap someone else spoke in stays open.
+                if out and out[-1].speaker == _name(s.speaker) and a - out[-1].end < 0.5:
                     out[-1] = Turn(out[-1].speaker, out[-1].start, b, out[-1].azimuth)
                 else:
-                    out.append(Turn(_name(s.speaker), a, b, self._azimuth(s.speaker)))
-        return out
+                    out.append(Turn(_name(s.speaker), a, b, s.azimuth))
+            extra += [Turn(_name(j), a, b) for j, a, b in s.overlaps]
+        return merge_turns(out + extra) if out else out
 
     def track(self, speaker: str) -> float | None:
         """Current azimuth estimate of a speaker (best particle)."""
@@ -218,6 +225,7 @@ class DiariserStream:
 
         f = DOAFrames.concat(self.pending)
         self.pending = []
+        self._frames = f
         sp = f.speech
         spans: list[list[float]] = []
         half = self.frame_len / 2
@@ -255,7 +263,7 @@ class DiariserStream:
         self._filter(z, r, e, t1, after_pause)
         best = int(np.argmax(self.p.logw))
         k = int(self.p.active[best])
-        self.steps.append(StepLabel(t0, t1, spans, k, z, self._azimuth(k)))
+        self.steps.append(StepLabel(t0, t1, spans, k, z, self._azimuth(k), overlaps=self._overlaps(best, k)))
         self._revise(best)
         self._emit_tracks(t1, k)
 
@@ -337,6 +345,27 @@ class DiariserStream:
                 "speakers": [{"speaker": _name(k), "azimuth": self._azimuth(k)} for k in range(n_spk)],
                 "revised": sorted(revised, key=lambda r: r["start"]),
             })
+
+    def _overlaps(self, best: int, k: int) -> list[tuple[int, float, float]]:
+        """A second talker in this step: speech frames pointing at another known speaker's
+        location (and away from the active one's), as `diarisation.overlap` does offline."""
+        oc = self.cfg.overlap
+        n = int(self.p.n_spk[best])
+        f = self._frames
+        if not oc.enabled or n < 2 or len(f) == 0:
+            return []
+        v, t = f.vectors[f.speech], f.times[f.speech]
+        loc = self.p.x[best, :n]
+        loc = loc / (np.linalg.norm(loc, axis=1, keepdims=True) + 1e-9)
+        cos = v @ loc.T  # (T, n)
+        nearest = np.argmax(cos, axis=1)
+        ok = (cos[np.arange(len(t)), nearest] > np.cos(np.deg2rad(oc.tol_deg))) & (cos[:, k] < np.cos(np.deg2rad(oc.own_deg)))
+        out = []
+        for j in range(n):
+            hit = ok & (nearest == j) & (j != k)
+            if hit.sum() >= oc.min_frames and hit.sum() >= oc.min_frac * len(t):
+                out.append((j, float(t[hit][0] - self.frame_len / 2), float(t[hit][-1] + self.frame_len / 2)))
+        return out
 
     def _azimuth(self, k: int) -> float | None:
         best = int(np.argmax(self.p.logw))

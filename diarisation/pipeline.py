@@ -5,7 +5,7 @@ Fixed choices go to the constructor (DOA method, clustering variant, embedder); 
 from TOML. `apply()` is a short sequence of named steps reported through a progress hook
 `hook(step, done, total)`:
 
-    doa -> segments -> embeddings -> clustering -> turns
+    doa -> segments -> embeddings -> clustering -> turns -> overlap
 
 Clustering variants (the issue's methods): `emb_ahc` (β = 0), `stationary_ahc` (location
 with q = 0), `kalman_ahc` (random-walk motion model).
@@ -25,6 +25,7 @@ from diarisation.clustering import AHCConfig, ahc
 from diarisation.doa import DOAConfig, DOAEstimator, DOAFrames, azimuth_of
 from diarisation.embedding import Embedder
 from diarisation.kalman import RandomWalkConfig, smooth
+from diarisation.overlap import OverlapConfig, add_overlaps, merge_turns
 from diarisation.segments import SegmentConfig, SpeechSegment, make_segments
 from minutes.types import Turn
 
@@ -42,6 +43,7 @@ class PipelineConfig:
     thresholds: dict[str, float] = field(default_factory=dict)  # per clustering variant, overrides ahc.threshold
     track: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.002, r=0.004))  # output tracks
     embed_channel: int = 0  # which mic feeds the embedder
+    overlap: OverlapConfig = field(default_factory=OverlapConfig)  # second talker from DOA
 
 
 def _build(cls, data: dict[str, Any]):
@@ -77,6 +79,7 @@ class Prepared:
     frames: DOAFrames
     segments: list[SpeechSegment]
     embeddings: np.ndarray  # (S, D)
+    frame_len: float = 0.128  # s, one DOA frame
 
 
 def _speaker(k: int) -> str:
@@ -124,7 +127,7 @@ class OfflineDiariser:
         for i, s in enumerate(segs):
             embs[i] = self.embedder(mono[int(s.start * 16000) : int(s.end * 16000)])
             hook("embeddings", i + 1, len(segs))
-        return Prepared(frames, segs, embs)
+        return Prepared(frames, segs, embs, cfg.doa.block * est.step / sample_rate)
 
     def cluster(self, prep: "Prepared", hook: Hook | None = None) -> DiarisationResult:
         """Steps clustering -> turns."""
@@ -137,6 +140,11 @@ class OfflineDiariser:
         hook("clustering", 1, 1)
         turns, tracks = self._turns(segs, labels, times, vecs, rs)
         hook("turns", len(turns), len(turns))
+        if self.config.overlap.enabled:
+            extra = add_overlaps([(s.start, s.end, _speaker(int(k))) for s, k in zip(segs, labels)],
+                                 prep.frames, tracks, prep.frame_len, self.config.overlap)
+            turns = merge_turns(turns + extra)
+            hook("overlap", len(extra), len(extra))
         return DiarisationResult(turns, segs, labels, tracks)
 
     def _turns(self, segs, labels, times, vecs, rs):
