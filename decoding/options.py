@@ -20,7 +20,8 @@ SEARCHES = ("greedy", "beam")
 class DecodingOptions:
     """How to search the transducer's output lattice for one stream."""
 
-    search: str = "greedy"  # "greedy" | "beam" (modified beam search, one symbol per frame)
+    decoder: str = ""  # "transducer" | "ctc" (the auxiliary head); "" = the model's default
+    search: str = "greedy"  # transducer search: "greedy" | "beam" (modified beam search, one symbol per frame)
     beam_size: int = 4  # hypotheses kept per stream after every frame
     nbest: int = 1  # hypotheses returned by `result()` / the n-best list (≤ beam_size)
     lm_weight: float = 0.0  # λ_T: shallow fusion weight of the external LM, + λ_T log P_LM(y)
