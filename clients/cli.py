@@ -117,8 +117,8 @@ class Printer:
 async def _stream(args: argparse.Namespace) -> int:
     from clients.audio import AudioSourceError, FileSource, MicSource
     from clients.client import ClientConfig, StartOptions, StreamingClient
-    from clients.events import End, Final, Partial, Ready, ServerError
-    from clients.formats import build_transcript, write_outputs
+    from clients.events import End, Final, Partial, Ready, ServerError, Speakers
+    from clients.formats import apply_revisions, build_transcript, write_outputs
 
     if args.mic:
         source = MicSource(args.mic_rate, args.mic_channels, args.mic_device, args.duration)
@@ -146,6 +146,8 @@ async def _stream(args: argparse.Namespace) -> int:
         elif isinstance(ev, Final):
             segments.append(ev.segment)
             printer.final(ev.segment)
+        elif isinstance(ev, Speakers) and ev.revised:
+            segments = apply_revisions(segments, ev.revised)  # the files get the revised labels
         elif isinstance(ev, ServerError):
             printer.note(f"minutes stream: server error {ev.code}: {ev.message}")
         elif isinstance(ev, End):

@@ -49,10 +49,12 @@ class Final:
 
 @dataclass(frozen=True)
 class Speakers:
-    """The current set of known speakers: dicts with speaker, azimuth, active (+ extra fields)."""
+    """The known speakers (dicts with speaker, azimuth + extra fields) and `revised`: spans of
+    the recent past (dicts with start, end, speaker) whose words now belong to that speaker."""
 
     time: float
     speakers: tuple[dict[str, Any], ...]
+    revised: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def parse_event(msg: dict[str, Any]) -> Event:
     if kind == "final":
         return _final(msg)
     if kind == "speakers":
-        return Speakers(float(msg.get("time", 0.0)), tuple(msg.get("speakers") or ()))
+        return Speakers(float(msg.get("time", 0.0)), tuple(msg.get("speakers") or ()), tuple(msg.get("revised") or ()))
     if kind == "tracks":
         return Tracks(float(msg.get("time", 0.0)), tuple(msg.get("tracks") or ()))
     if kind == "error":
@@ -169,7 +171,8 @@ def shift_event(event: Event, offset: float, segment_offset: int) -> Event:
         words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in s.words)
         return Final(replace(s, id=s.id + segment_offset, start=s.start + offset, end=s.end + offset, words=words))
     if isinstance(event, Speakers):
-        return replace(event, time=event.time + offset)
+        revised = tuple({**r, "start": r["start"] + offset, "end": r["end"] + offset} for r in event.revised)
+        return replace(event, time=event.time + offset, revised=revised)
     if isinstance(event, Tracks):
         return replace(event, time=event.time + offset)
     return event

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -41,6 +42,26 @@ def turns_from_words(words: Iterable[Word], max_gap: float = 1.0) -> list[Turn]:
         run.append(w)
     close()
     return turns
+
+
+def apply_revisions(segments: Iterable[Segment], revised: Iterable[dict[str, Any]]) -> list[Segment]:
+    """Relabel words whose middle falls in a revised span (`speakers.revised` of the protocol:
+    the diariser changed its mind about the recent past); a segment's speaker is then the
+    majority speaker of its words again."""
+    spans = [(float(r["start"]), float(r["end"]), r["speaker"]) for r in revised]
+    if not spans:
+        return list(segments)
+    out = []
+    for seg in segments:
+        words = []
+        for w in seg.words:
+            mid = (w.start + w.end) / 2
+            spk = next((s for a, b, s in spans if a <= mid < b), w.speaker)
+            words.append(w if spk == w.speaker else replace(w, speaker=spk))
+        labels = [w.speaker for w in words if w.speaker]
+        speaker = max(set(labels), key=labels.count) if labels else seg.speaker
+        out.append(replace(seg, words=tuple(words), speaker=speaker))
+    return out
 
 
 def build_transcript(segments: Iterable[Segment], duration: float = 0.0) -> Transcript:

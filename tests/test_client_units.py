@@ -156,3 +156,17 @@ def test_bundled_sample_matches_its_reference():
     assert (SAMPLE / "meeting.flac").stat().st_size < 4_000_000  # "a few MB at most"
     listed = json.loads((SAMPLE / "samples.json").read_text())
     assert listed[0]["audio"] == ref["audio"] and listed[0]["channels"] == 7
+
+
+def test_speaker_revisions_relabel_words_and_segments():
+    from clients.formats import apply_revisions
+
+    seg = Segment(0, 0.0, 3.0, (_w("A", 0.0, 0.5, "S1"), _w("B", 1.0, 1.5, "S1"), _w("C", 2.0, 2.5, "S1")), "S1")
+    ev = parse_event({"type": "speakers", "time": 5.0, "speakers": [{"speaker": "S2", "azimuth": 90.0}],
+                      "revised": [{"start": 0.9, "end": 3.0, "speaker": "S2"}]})
+    assert isinstance(ev, Speakers) and len(ev.revised) == 1
+    shifted = shift_event(ev, 10.0, 0)
+    assert shifted.revised[0]["start"] == 10.9 and shifted.time == 15.0
+    (new,) = apply_revisions([seg], ev.revised)
+    assert [w.speaker for w in new.words] == ["S1", "S2", "S2"] and new.speaker == "S2"
+    assert apply_revisions([seg], []) == [seg]

@@ -16,7 +16,7 @@ const state = {
   ws: null, running: false, audioTime: 0, sent: [],   // sent: [audioEnd, performance.now()]
   lines: 0, partialLatency: [], finalLatency: [], speakers: new Map(), colours: new Map(),
   history: [], streamTime: 0, rtf: null, model: null, stopSend: null, micCleanup: null,
-  polarPoints: 0, errors: [],
+  polarPoints: 0, errors: [], revisions: 0,
 };
 window.minutesDemo = state;            // for tests and the curious
 
@@ -77,6 +77,8 @@ function addFinal(msg) {
     const span = document.createElement("span");
     span.className = "word" + (w.conf < LOW_CONF ? " low" : "");
     span.textContent = w.text;
+    span.dataset.mid = String((w.start + w.end) / 2);
+    span.dataset.speaker = w.speaker || "";
     span.style.opacity = (0.3 + 0.7 * Math.max(0, Math.min(1, w.conf))).toFixed(2);
     if (w.speaker && w.speaker !== spk) span.style.color = colour(w.speaker);
     const az = w.azimuth == null ? "" : `, ${w.azimuth.toFixed(0)}°`;
@@ -106,8 +108,28 @@ function showPartial(msg) {
   if (at !== null) state.partialLatency.push((performance.now() - at) / 1000);
 }
 
+// `speakers.revised`: the diariser relabelled a recent span; words already shown move speaker.
+function applyRevisions(revised) {
+  for (const r of revised || []) {
+    for (const span of document.querySelectorAll("#transcript .word")) {
+      const mid = parseFloat(span.dataset.mid);
+      if (mid < r.start || mid >= r.end || span.dataset.speaker === r.speaker) continue;
+      span.dataset.speaker = r.speaker;
+      const line = span.closest(".line");
+      const counts = {};
+      for (const w of line.querySelectorAll(".word")) if (w.dataset.speaker) counts[w.dataset.speaker] = (counts[w.dataset.speaker] || 0) + 1;
+      const major = Object.keys(counts).sort((a, b) => counts[b] - counts[a])[0];
+      line.dataset.speaker = major;
+      line.style.setProperty("--spk", colour(major));
+      line.querySelector(".speaker").textContent = major;
+      for (const w of line.querySelectorAll(".word")) w.style.color = w.dataset.speaker !== major ? colour(w.dataset.speaker) : "";
+      state.revisions += 1;
+    }
+  }
+}
+
 function showSpeakers(list) {
-  for (const s of list) state.speakers.set(s.speaker, s);
+  for (const s of list) state.speakers.set(s.speaker, { ...state.speakers.get(s.speaker), ...s });
   const ul = $("speakers");
   ul.textContent = "";
   for (const [name, s] of [...state.speakers].sort()) {
@@ -190,12 +212,16 @@ function onMessage(ev) {
       break;
     case "partial": showPartial(msg); break;
     case "final": addFinal(msg); break;
-    case "speakers": showSpeakers(msg.speakers || []); break;
-    case "tracks":
+    case "speakers": showSpeakers(msg.speakers || []); applyRevisions(msg.revised); break;
+    case "tracks": {
+      const active = [];
       for (const tr of msg.tracks || []) {
-        if (tr.azimuth != null) state.history.push({ t: msg.time, az: tr.azimuth, speaker: tr.speaker, kind: "track" });
+        if (tr.azimuth != null && tr.active !== false) state.history.push({ t: msg.time, az: tr.azimuth, speaker: tr.speaker, kind: "track" });
+        if (tr.speaker) active.push({ speaker: tr.speaker, azimuth: tr.azimuth, active: tr.active !== false });
       }
+      if (active.length) showSpeakers(active);
       break;
+    }
     case "error":
       state.errors.push(msg);
       note(`${msg.code}: ${msg.message}`);
@@ -240,7 +266,7 @@ function openStream(start) {
 
 function resetView() {
   Object.assign(state, { audioTime: 0, sent: [], lines: 0, partialLatency: [], finalLatency: [],
-    history: [], streamTime: 0, rtf: null, ended: false, errors: [] });
+    history: [], streamTime: 0, rtf: null, ended: false, errors: [], revisions: 0 });
   state.speakers.clear(); state.colours.clear();
   $("transcript").textContent = ""; $("partial").textContent = ""; $("warnings").textContent = "";
   $("speakers").textContent = "";
