@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--test-utts", type=int, default=300, help="single/mixture: held-out TTS test items, made first")
     b.add_argument("--all-channels", action="store_true", help="single/mixture: store every mic, not only the reference (centre) mic")
     b.add_argument("--array", default="circular-7", help="array preset: circular-7 | linear-4")
-    b.add_argument("--count", type=int, default=None, help="meeting/mixture: number of items (overrides --hours)")
+    b.add_argument("--count", type=int, default=None, help="meeting: number of meetings (overrides --hours)")
     b.add_argument("--min-minutes", type=float, default=2.0, help="meeting: shortest meeting")
     b.add_argument("--max-minutes", type=float, default=10.0, help="meeting: longest meeting")
     b.add_argument("--no-progress", action="store_true", help="no tqdm bar")

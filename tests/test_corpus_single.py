@@ -115,3 +115,15 @@ def test_voices_speak_and_trim() -> None:
         assert 0.6 < len(x) / 16000 < 3.0
         head = np.abs(x[:400]).max()  # trimmed: speech starts within ~50 ms
         assert head > 0.001 and np.abs(x).max() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_array_presets_and_azimuth_convention() -> None:
+    c = arrays.geometry("circular-7")
+    assert c.shape == (7, 3) and np.allclose(c[6], 0) and np.allclose(c[0], [0.0425, 0, 0])
+    assert np.allclose(np.linalg.norm(c[:6], axis=1), 0.0425)
+    assert arrays.azimuth_deg(c[1]) == pytest.approx(60.0)  # counter-clockwise
+    lin = arrays.geometry("linear-4")
+    assert lin.shape == (4, 3) and np.allclose(np.diff(lin[:, 0]), 0.04) and np.allclose(lin.mean(axis=0), 0)
+    assert arrays.azimuth_deg(np.array([0.0, -1.0, 0.3])) == pytest.approx(270.0)
+    with pytest.raises(ValueError):
+        arrays.geometry("nope")
