@@ -193,6 +193,11 @@ def table(results: dict, details: dict) -> str:
         lines += ["", "## Cost (1 thread, one stream at a time, encoder + search)", "",
                   f"greedy RTF {r['greedy']:.3f}; beam {details['beam_size']} + ILME (LSTM LM) RTF "
                   f"{r['beam_ilme']:.3f}; ratio {r['ratio']:.2f}× (target ≤ 2×)."]
+    lines += ["", "## Reproduce", "", "```sh",
+              "python -m bench.lm_fusion_data --domain bible --dev 60 --test 100   # TTS dev/test sets",
+              "python -m training.lm --recipe training/recipes/lm_bible.toml        # LSTM LM (+ lm_bible_ngram.toml)",
+              "for v in mwer mwer_sf mwer_ilme; do python -m training.mwer --recipe training/recipes/$v.toml --base BASE; done",
+              f"python -m bench.lm_fusion --model BASE --lm {details['lm']}", "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -279,8 +284,9 @@ def second_lm_run(model: Transducer, tok: Tokenizer, blob: dict, path: str, enc:
     def dev_decode(o: DecodingOptions) -> list[str]:
         return decode_beam(search, tok, dev, o)
 
-    sf, _ = tune(dev_decode, dev.refs, [replace(base, lm_weight=l) for l in LM_GRID])
-    ilme, _ = tune(dev_decode, dev.refs, [replace(base, lm_weight=l, ilm_weight=i) for l in LM_GRID for i in ILM_GRID if i <= l])
+    sf, _ = tune(dev_decode, dev.refs, [replace(base, lm_weight=l) for l in LM_GRID[1::2]])
+    ilme, _ = tune(dev_decode, dev.refs, [replace(base, lm_weight=l, ilm_weight=i)
+                                          for l in LM_GRID[1::2] for i in ILM_GRID[1:3] if i <= l])
     out = {"lm": path, "sf": {"lm_weight": sf.lm_weight}, "ilme": {"lm_weight": ilme.lm_weight, "ilm_weight": ilme.ilm_weight}}
     if set_name in enc:
         data = enc[set_name]
