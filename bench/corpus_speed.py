@@ -80,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     result["single_minutes_for_10h_measured_rate"] = round(10 / single["hours_per_minute"], 1)
     result["single_minutes_for_10h_2_free_cores"] = round(10 / single["hours_per_minute_2_free_cores"], 1)
     full = {}
-    for name in ("single", "meeting", "mixture"):
+    for name in ("single", "single-long", "meeting", "mixture"):
         f = DATA / name / "build_stats.json"
         if f.exists():
             full[name] = json.loads(f.read_text())
     result["full_builds"] = full
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.exists():  # keep what other corpus benches wrote (e.g. `alignment`)
+        result = {**json.loads(args.out.read_text()), **result}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
