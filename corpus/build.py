@@ -9,6 +9,7 @@ is the parallelism, and two threads per process were measured slower on these 2 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -22,7 +23,7 @@ from corpus.manifest import ManifestWriter, Record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuildStats", "run_shards", "single_thread_env"]
+__all__ = ["BuildStats", "run_shards", "single_thread_env", "tree_digest"]
 
 
 def single_thread_env() -> None:
@@ -149,3 +150,14 @@ def run_shards(
             w.close()
     stats.wall_s = time.time() - t0
     return stats
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-1 over every file's path and bytes under `root`, leaving out the timing and progress
+    files: two builds with the same arguments and seed give the same digest."""
+    h = hashlib.sha1()
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_file() and p.name not in ("build_stats.json", PROGRESS):
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from corpus import arrays
+from corpus.build import tree_digest
 from corpus.manifest import read_manifest
 from corpus.recipes.meeting import MeetingConfig, _overlap_ratio, build_meeting
 from corpus.recipes.mixture import MixtureConfig, build_mixture, overlap_delay
@@ -128,3 +129,13 @@ def test_mixture_overlap_matches_request(tmp_path: Path) -> None:
         if b["start"] >= a["end"] - 0.05:  # no overlap: a pause, then speech
             assert db[k : k + 15].max() > db[max(0, k - 5) : k].min() + 6
         assert len(y) / SR == pytest.approx(r.duration, abs=1e-3)
+
+
+def test_same_seed_same_bytes_meeting_and_mixture(tmp_path: Path) -> None:
+    for k in ("a", "b"):
+        build_meeting(MeetingConfig(out=tmp_path / f"m{k}", count=1, min_minutes=0.2, max_minutes=0.2, max_speakers=3,
+                                    seed=9, workers=0, progress=False))
+        build_mixture(MixtureConfig(out=tmp_path / f"x{k}", hours=0.0, test_mixtures=2, shard_size=2, seed=9,
+                                    workers=0, progress=False))
+    assert tree_digest(tmp_path / "ma") == tree_digest(tmp_path / "mb")
+    assert tree_digest(tmp_path / "xa") == tree_digest(tmp_path / "xb")

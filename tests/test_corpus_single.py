@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from corpus import arrays, rooms, tts
+from corpus.build import tree_digest
 from corpus.manifest import read_manifest, resolve_audio
 from corpus.readers import read_speechocean762, split_speakers
 from corpus.recipes.single import SingleConfig, build_single
@@ -19,15 +19,6 @@ from corpus.sentences import is_test_text
 from corpus.text import ALPHABET
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speechocean762-train"
-
-
-def _tree_digest(root: Path) -> str:
-    h = hashlib.sha1()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name not in ("build_stats.json", ".progress.jsonl"):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def _cfg(out: Path, **kw) -> SingleConfig:
@@ -77,14 +68,14 @@ def test_held_out_voices_texts_and_speakers(built: Path) -> None:
 
 def test_same_seed_same_bytes(built: Path, tmp_path: Path) -> None:
     build_single(_cfg(tmp_path / "again"))
-    assert _tree_digest(tmp_path / "again") == _tree_digest(built)
+    assert tree_digest(tmp_path / "again") == tree_digest(built)
     # An interrupted build resumes to the same bytes: keep the first shard, tear the manifest.
     prog = tmp_path / "again" / ".progress.jsonl"
     prog.write_text(prog.read_text().splitlines()[0] + "\n")
     with open(tmp_path / "again" / "train.jsonl", "a") as fh:
         fh.write('{"id": "torn')
     build_single(dataclasses.replace(_cfg(tmp_path / "again"), resume=True))
-    assert _tree_digest(tmp_path / "again") == _tree_digest(built)
+    assert tree_digest(tmp_path / "again") == tree_digest(built)
     build_single(_cfg(tmp_path / "other", seed=8, p_real=0.0, hours=0.002, test_utts=1))
     assert (tmp_path / "other" / "test.jsonl").read_bytes() != (built / "test.jsonl").read_bytes()
 
