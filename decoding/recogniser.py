@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from decoding.greedy import Emission, greedy_search
-from decoding.tokenizer import Tokenizer
+from decoding.tokenizer import CharTokenizer, Tokenizer
 from minutes.types import Word
 from models.encoder import EncoderState
 from models.features import FbankConfig, fbank
@@ -81,8 +81,11 @@ class Stream:
     def input_finished(self) -> None:
         self.finished = True
 
+    def _words(self) -> list[Word]:
+        return self._rec.words(self.emissions, ctc=self._rec.decoder_of(self) == "ctc")
+
     def result(self) -> StreamResult:
-        words = self._rec.words(self.emissions)
+        words = self._words()
         text = " ".join(w.text for w in words)
         stable = len(text) if self.flushed else len(" ".join(w.text for w in words[:-1]))
         return StreamResult(text, tuple(words), tuple(e.token for e in self.emissions), stable)
@@ -90,7 +93,7 @@ class Stream:
     def reset_segment(self) -> list[Word]:
         """Close the current segment: its final words; the next segment starts afresh
         (predictor back to the sentence start), times still count from the stream start."""
-        words = self._rec.words(self.emissions)
+        words = self._words()
         self.emissions = []
         self.segment_start = self.frames_done
         self.pred_state = self._rec.model.initial_predictor_state(1)
@@ -127,9 +130,14 @@ class Recogniser:
         self.chunk_seconds = self.chunk_frames * self.frame_seconds
         # which head decodes by default: the store manifest may say "ctc" when, for a young model,
         # the auxiliary CTC head is the more accurate of the two
-        self.default_decoder = self.meta.get("decoder", "transducer")
+        self.default_decoder = self.meta.get("decoder") or self.meta.get("extra", {}).get("decoder", "transducer")
         v = tokenizer.vocab_size
         self._pieces = [""] + [tokenizer.piece(i) for i in range(1, v)]
+        if model.cfg.ctc_units == "chars":
+            chars = CharTokenizer()
+            self._ctc_pieces = [""] + [chars.piece(i) for i in range(1, chars.vocab_size)]
+        else:
+            self._ctc_pieces = self._pieces
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "Recogniser":
@@ -181,7 +189,7 @@ class Recogniser:
             n = enc.shape[1]
             for s, e in zip(ss, enc_state.unstack()):
                 s.enc_state = e
-            ctc = [i for i, s in enumerate(ss) if (s.options.decoder or self.default_decoder) == "ctc"]
+            ctc = [i for i, s in enumerate(ss) if self.decoder_of(s) == "ctc"]
             if ctc:
                 self._ctc_search([ss[i] for i in ctc], enc[ctc])
             rnnt = [i for i in range(len(ss)) if i not in set(ctc)]
@@ -227,19 +235,24 @@ class Recogniser:
             return True
         return (s.frames_done - s.segment_start) * fs >= o.endpoint_max_segment
 
-    def words(self, emissions: list[Emission]) -> list[Word]:
-        """Tokens -> words with times (s from stream start) and mean-posterior confidence."""
+    def decoder_of(self, s: Stream) -> str:
+        return s.options.decoder or self.default_decoder
+
+    def words(self, emissions: list[Emission], ctc: bool = False) -> list[Word]:
+        """Tokens -> words with times (s from stream start) and mean-posterior confidence.
+        `ctc`: the emissions are the CTC head's units (characters when it predicts those)."""
         fs = self.frame_seconds
+        pieces = self._ctc_pieces if ctc else self._pieces
         groups: list[list[Emission]] = []
         for e in emissions:
-            piece = self._pieces[e.token]
+            piece = pieces[e.token]
             if piece.startswith("\u2581") or not groups:
                 groups.append([e])
             else:
                 groups[-1].append(e)
         out = []
         for g in groups:
-            text = "".join(self._pieces[e.token] for e in g).replace("\u2581", "").strip()
+            text = "".join(pieces[e.token] for e in g).replace("\u2581", "").strip()
             if not text:
                 continue
             out.append(Word(text=text, start=round(g[0].frame * fs, 3), end=round((g[-1].frame + 1) * fs, 3),

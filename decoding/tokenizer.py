@@ -56,3 +56,32 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(self.proto)
+
+
+class CharTokenizer:
+    """Letters, apostrophe and word space for the auxiliary CTC head (blank = 0).
+
+    Why characters there: with a few hours of speech, a 28-symbol CTC target gives each
+    output many examples per batch, and the encoder starts aligning sooner than with 256 BPE
+    pieces; the transducer keeps BPE. `piece` renders the space as SentencePiece's '▁' so the
+    recogniser groups characters into words the same way it groups pieces.
+    """
+
+    ALPHABET = " ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+
+    def __init__(self) -> None:
+        self.index = {c: i + 1 for i, c in enumerate(self.ALPHABET)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.ALPHABET) + 1
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index[c] for c in " ".join(text.split()) if c in self.index]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join("".join(self.ALPHABET[i - 1] for i in ids if i > 0).split())
+
+    def piece(self, token: int) -> str:
+        c = self.ALPHABET[token - 1]
+        return "\u2581" if c == " " else c

@@ -37,6 +37,8 @@ class TransducerConfig:
     pred_dim: int = 256
     joint_dim: int = 256
     pred_dropout: float = 0.1
+    ctc_vocab: int = 0  # size of the CTC head's output (blank = 0); 0 = the transducer's vocabulary
+    ctc_units: str = "bpe"  # "bpe" (the transducer's pieces) or "chars" (decoding.tokenizer.CharTokenizer)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TransducerConfig":
@@ -113,7 +115,7 @@ class Transducer(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(e.n_mels))
         self.register_buffer("feat_std", torch.ones(e.n_mels))
         self.encoder = StreamingConformer(e)
-        self.ctc = nn.Linear(e.d_model, cfg.vocab_size)
+        self.ctc = nn.Linear(e.d_model, cfg.ctc_vocab or cfg.vocab_size)
         self.predictor = Predictor(cfg.vocab_size, cfg.embed_dim, cfg.pred_dim, cfg.pred_dropout)
         self.joiner = Joiner(e.d_model, cfg.pred_dim, cfg.joint_dim, cfg.vocab_size)
 
@@ -134,15 +136,18 @@ class Transducer(nn.Module):
     def forward_losses(
         self, feats: Tensor, feat_lens: Tensor, targets: Tensor, target_lens: Tensor, *,
         normalised: bool = False, transducer: bool = True,
+        ctc_targets: Tensor | None = None, ctc_lens: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Summed losses divided by the number of target tokens in the batch:
         `rnnt`, `ctc` and `ilm` (cross-entropy of the internal LM on the transcript).
-        `transducer=False` computes CTC alone (a cheap encoder warm-up: no joint tensor)."""
+        `transducer=False` computes CTC alone (a cheap encoder warm-up: no joint tensor).
+        `ctc_targets`/`ctc_lens` are the CTC head's own units when they are not the pieces."""
         x = feats if normalised else self.normalise(feats)
         enc, enc_lens = self.encoder(x, feat_lens)
         ntok = target_lens.sum().clamp(min=1).float()
         logp = self.ctc(enc).log_softmax(-1).transpose(0, 1)
-        ctc = F.ctc_loss(logp, targets, enc_lens, target_lens, blank=BLANK, reduction="sum", zero_infinity=True)
+        ct, cl = (targets, target_lens) if ctc_targets is None else (ctc_targets, ctc_lens)
+        ctc = F.ctc_loss(logp, ct, enc_lens, cl, blank=BLANK, reduction="sum", zero_infinity=True)
         if not transducer:
             return {"ctc": ctc / ntok}
         pred = self.predictor(targets)  # (B, U+1, P)
@@ -157,7 +162,7 @@ class Transducer(nn.Module):
 
     @torch.no_grad()
     def ctc_greedy(self, feats: Tensor, lengths: Tensor) -> list[list[int]]:
-        """Best-path CTC tokens per utterance (the auxiliary head's own view, for monitoring)."""
+        """Best-path CTC units per utterance (pieces or characters, see `cfg.ctc_units`)."""
         enc, enc_lens = self.encode(feats, lengths)
         best = self.ctc(enc).argmax(-1)
         out = []

@@ -25,7 +25,7 @@ import jiwer
 import torch
 
 from decoding.greedy import greedy_decode_batch
-from decoding.tokenizer import Tokenizer
+from decoding.tokenizer import CharTokenizer, Tokenizer
 from models.encoder import EncoderConfig
 from models.transducer import Transducer, TransducerConfig, load_checkpoint, save_checkpoint
 from training.data import FeatureCache, Item, collate, feature_stats, make_batches, read_items, spec_augment, tempo
@@ -56,20 +56,21 @@ class TrainConfig:
     ff_mult: int = 4
     conv_kernel: int = 15
     subsample_channels: int = 32
-    stack: int = 2  # 2: 80 ms encoder frames
-    chunk_frames: int = 4  # encoder frames per streaming chunk (4 x 80 ms = 320 ms)
-    left_chunks: int = 8
+    stack: int = 1  # 1: 40 ms encoder frames (80 ms is too tight for CTC on fast TTS speech)
+    chunk_frames: int = 8  # encoder frames per streaming chunk (8 x 40 ms = 320 ms)
+    left_chunks: int = 6
     dropout: float = 0.0
     pred_dim: int = 256
     joint_dim: int = 256
+    ctc_units: str = "chars"  # "chars" or "bpe": what the auxiliary CTC head predicts
     # loss
     rnnt_weight: float = 1.0
-    ctc_only_steps: int = 0  # steps of CTC alone first (about half the cost of a joint step)
+    ctc_only_steps: int = 2000  # steps of CTC alone first (about half the cost of a joint step)
     rnnt_ramp_steps: int = 800  # then the transducer weight ramps from 0.2 to rnnt_weight
     ctc_weight: float = 0.5
     ilm_weight: float = 0.1
     # optimiser
-    lr: float = 1.5e-3
+    lr: float = 1.0e-3
     warmup_steps: int = 500
     weight_decay: float = 1e-3
     clip_norm: float = 5.0
@@ -88,7 +89,9 @@ class TrainConfig:
             conv_kernel=self.conv_kernel, chunk_frames=self.chunk_frames, left_chunks=self.left_chunks,
             dropout=self.dropout, subsample_channels=self.subsample_channels, stack=self.stack,
         )
-        return TransducerConfig(vocab_size=vocab_size, encoder=enc, pred_dim=self.pred_dim, joint_dim=self.joint_dim)
+        ctc_vocab = CharTokenizer().vocab_size if self.ctc_units == "chars" else 0
+        return TransducerConfig(vocab_size=vocab_size, encoder=enc, pred_dim=self.pred_dim, joint_dim=self.joint_dim,
+                                ctc_vocab=ctc_vocab, ctc_units=self.ctc_units)
 
     def max_len_at(self, step: int) -> float:
         limit = self.curriculum[1] if self.curriculum else self.max_duration
@@ -111,6 +114,7 @@ class DevSet:
 def evaluate(model: Transducer, tok: Tokenizer, cache: FeatureCache, items: list[Item], batch: int = 16) -> dict[str, Any]:
     """Greedy WER (full-utterance forward with the streaming mask = what streaming computes)."""
     model.eval()
+    ctc_tok = CharTokenizer() if model.cfg.ctc_units == "chars" else tok
     refs, hyps, ctc_hyps = [], [], []
     order = sorted(items, key=lambda it: it.duration)
     for i in range(0, len(order), batch):
@@ -119,7 +123,7 @@ def evaluate(model: Transducer, tok: Tokenizer, cache: FeatureCache, items: list
         for it, em, ct in zip(part, greedy_decode_batch(model, x, fl), model.ctc_greedy(x, fl)):
             refs.append(it.text)
             hyps.append(tok.decode([e.token for e in em]))
-            ctc_hyps.append(tok.decode(ct))
+            ctc_hyps.append(ctc_tok.decode(ct))
     out = jiwer.process_words(refs, hyps)
     ctc = jiwer.process_words(refs, ctc_hyps)
     ex = list(zip(refs[:3], hyps[:3], ctc_hyps[:3]))
@@ -133,6 +137,7 @@ class Trainer:
         self.exp.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         self.cache = FeatureCache()
+        self.chars = CharTokenizer()
         self.rng = random.Random(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.step = 0
@@ -204,7 +209,7 @@ class Trainer:
 
     def train_step(self, batch: list[Item]) -> dict[str, float]:
         cfg = self.cfg
-        feats, targets = [], []
+        feats, targets, chars = [], [], []
         mean, std = self.model.feat_mean, self.model.feat_std
         for it in batch:
             f = tempo(self.cache.get(it), self.rng.choice(cfg.tempo_factors))
@@ -213,11 +218,18 @@ class Trainer:
                 f = spec_augment(f, self.rng)
             feats.append(f)
             targets.append(self.tok.encode(it.text))
+            chars.append(self.chars.encode(it.text))
         x, fl, y, tl = collate(feats, targets)
+        ct = cl = None
+        if self.model.cfg.ctc_units == "chars":
+            cl = torch.tensor([len(c) for c in chars])
+            ct = torch.zeros(len(chars), max(1, int(cl.max())), dtype=torch.long)
+            for i, c in enumerate(chars):
+                ct[i, : len(c)] = torch.tensor(c, dtype=torch.long)
         for g in self.opt.param_groups:
             g["lr"] = cfg.lr_at(self.step)
         joint = self.step >= cfg.ctc_only_steps
-        losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint)
+        losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint, ctc_targets=ct, ctc_lens=cl)
         if joint:
             ramp = (self.step - cfg.ctc_only_steps) / max(1, cfg.rnnt_ramp_steps)
             w_rnnt = cfg.rnnt_weight * max(0.2, min(1.0, ramp))

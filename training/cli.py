@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_dataclass_arguments(a, TrainConfig)
     a.set_defaults(func=run_asr)
+    from training import package
+
+    package.register(tsub)
 
 
 def run_asr(args: argparse.Namespace) -> int:

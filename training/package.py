@@ -1,0 +1,102 @@
+"""Package a trained checkpoint into the model store (`store/<name>/<version>/`).
+
+Why a separate step: a training checkpoint carries the optimiser (2/3 of its bytes); the
+artefact the server loads is weights + config + tokenizer only, with its feature statistics,
+training log and curves beside it for people, and a sealed manifest (sha256) for the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+ARCHITECTURE = "chunked-conformer-transducer"
+
+
+def plot_curves(log_path: Path, out: Path) -> None:
+    """Training losses and dev WER against updates, from train_log.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    train = [r for r in rows if r.get("type") == "train"]
+    evals = [r for r in rows if r.get("type") == "eval"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("ctc", "rnnt", "ilm"):
+        pts = [(r["step"], r[key]) for r in train if key in r]
+        if pts:
+            a.plot(*zip(*pts), label=key)
+    a.set_xlabel("update"), a.set_ylabel("loss per token"), a.set_title("training loss"), a.legend()
+    keys = sorted({k for r in evals for k in r if k.startswith(("wer/", "ctc_wer/"))})
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in evals if key in r]
+        b.plot(*zip(*pts), marker="o", label=key)
+    b.set_xlabel("update"), b.set_ylabel("WER %"), b.set_title("dev WER (greedy)"), b.legend(fontsize=7)
+    b.set_ylim(0, 105)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
+            store_root: Path = REPO / "store", description: str = "") -> Path:
+    import torch
+
+    from compression.store.store import ModelStore
+    from models.transducer import load_checkpoint, save_checkpoint
+
+    model, blob = load_checkpoint(checkpoint)
+    exp = Path(checkpoint).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        keep = {k: blob[k] for k in ("tokenizer", "step", "epoch", "elapsed", "train_config") if k in blob}
+        save_checkpoint(t / "model.pt", model, keep)
+        (t / "tokenizer.model").write_bytes(blob["tokenizer"])
+        (t / "feature_stats.json").write_text(json.dumps({
+            "features": "kaldi fbank, 80 mel bins, 25 ms / 10 ms, no dither, snip_edges",
+            "mean": [round(float(v), 5) for v in model.feat_mean],
+            "std": [round(float(v), 5) for v in model.feat_std],
+        }, indent=1) + "\n")
+        (t / "config.json").write_text(json.dumps({
+            "model": model.cfg.to_dict(), "train": blob.get("train_config", {}),
+            "chunk_seconds": model.frame_seconds * model.cfg.encoder.chunk_frames,
+            "frame_seconds": model.frame_seconds, "decoder": decoder,
+        }, indent=2) + "\n")
+        log = exp / "train_log.jsonl"
+        if log.exists():
+            shutil.copy(log, t / "train_log.jsonl")
+            plot_curves(log, t / "curves.png")
+        store = ModelStore(store_root)
+        m = store.publish(
+            t, name, ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
+            metrics=metrics, description=description,
+            extra={"decoder": decoder, "step": blob.get("step"), "train_hours_cpu": round(blob.get("elapsed", 0) / 3600, 2)},
+        )
+    del torch
+    return store_root / name / m.version
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("package", help="publish a checkpoint into the model store")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--name", default="default")
+    p.add_argument("--version", required=True)
+    p.add_argument("--metrics", type=Path, default=None, help="JSON file of metrics to record")
+    p.add_argument("--decoder", default="transducer", choices=["transducer", "ctc"])
+    p.add_argument("--store", type=Path, default=REPO / "store")
+    p.add_argument("--description", default="")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
+    out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description)
+    print(out)
+    return 0
