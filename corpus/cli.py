@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--count", type=int, default=None, help="meeting: number of meetings (overrides --hours)")
     b.add_argument("--min-minutes", type=float, default=2.0, help="meeting: shortest meeting")
     b.add_argument("--max-minutes", type=float, default=10.0, help="meeting: longest meeting")
+    b.add_argument("--real-speakers", type=float, default=0.0,
+                   help="meeting: chance a seat is a real speechocean762 speaker (<= 2 a meeting)")
     b.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     b.add_argument("--resume", action="store_true", help="carry on an interrupted build (same arguments)")
     b.set_defaults(func=run)
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         stats = build_meeting(MeetingConfig(
             out=args.out, count=count, min_minutes=args.min_minutes, max_minutes=args.max_minutes,
             array=args.array, seed=args.seed, workers=args.workers, progress=not args.no_progress, resume=args.resume,
+            p_real_speaker=args.real_speakers, corpus_dir=args.corpus_dir, n_dev=args.n_dev,
         ))
         _finish(args.out, stats)
         return 0

@@ -139,3 +139,18 @@ def test_same_seed_same_bytes_meeting_and_mixture(tmp_path: Path) -> None:
                                     workers=0, progress=False))
     assert tree_digest(tmp_path / "ma") == tree_digest(tmp_path / "mb")
     assert tree_digest(tmp_path / "xa") == tree_digest(tmp_path / "xb")
+
+
+def test_real_speakers_in_test_meetings_are_dev_speakers(tmp_path: Path) -> None:
+    from corpus.readers import default_speechocean_dir, read_speechocean762, split_speakers
+
+    if not default_speechocean_dir().exists():
+        pytest.skip("shared speechocean762 not present")
+    build_meeting(MeetingConfig(out=tmp_path, count=1, min_minutes=0.3, max_minutes=0.3, min_speakers=3, max_speakers=3,
+                                test_fraction=1.0, p_real_speaker=1.0, seed=4, workers=0, progress=False))
+    (rec,) = read_manifest(tmp_path / "test.jsonl")
+    real = [s for s in rec.extra["speakers"] if s.startswith("speechocean762:")]
+    _, dev = split_speakers(read_speechocean762(), 10)
+    assert len(real) == 2 and {s.split(":")[1] for s in real} <= dev
+    rttm = (tmp_path / rec.extra["rttm"]).read_text()
+    assert all(s in rttm for s in real)

@@ -4,7 +4,9 @@ Each meeting: 3-6 TTS talkers of distinct base voices (train meetings use traini
 and texts, test meetings held-out ones), seated round a microphone array in a random shoebox
 room; some stand up and walk arcs round the table while talking. Turns follow one another with
 pauses or overlap, the overlap controlled to a target ratio drawn from 5-20 %; short
-backchannels ("yeah", "right") overlap long turns. Outputs per meeting:
+backchannels ("yeah", "right") overlap long turns. With `p_real_speaker`, up to two seats are
+real speechocean762 speakers reading their own prompts (dev speakers only in test meetings),
+so a diariser meets real voices too. Outputs per meeting:
 
 - `audio/<id>.flac`: all array channels, 16 kHz, with diffuse noise at the room's SNR;
 - `rttm/<id>.rttm`: speaker turns from word-aligned speech (sentences of one turn merged when
@@ -58,6 +60,21 @@ class MeetingConfig:
     workers: int = 2
     progress: bool = True
     resume: bool = False  # carry on an interrupted build of the same plan
+    # Chance that a seat is a real speechocean762 speaker (at most 2 a meeting): train meetings
+    # draw from the training speakers, test meetings from the held-out dev speakers.
+    p_real_speaker: float = 0.0
+    corpus_dir: Path | None = None
+    n_dev: int = 10
+
+
+@dataclass(frozen=True)
+class RealTalker:
+    """A real speaker: says only their own recorded utterances (read speech, trimmed)."""
+
+    speaker: str
+    utterances: tuple[tuple[str, str], ...]  # (audio path, normalised text)
+    source: str = "speechocean762"
+    rate: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class Turn:
     speaker: int  # index into the meeting's voices
     texts: tuple[str, ...]  # sentences of the turn
     backchannel: bool = False
+    audio: tuple[str, ...] = ()  # real talkers: the recordings of `texts`
 
 
 @dataclass(frozen=True)
@@ -73,7 +91,7 @@ class MeetingPlan:
     split: str
     seed: int
     duration: float  # target seconds (the meeting ends at the first turn end past it)
-    voices: tuple[tts.Voice, ...]
+    voices: tuple[tts.Voice | RealTalker, ...]
     overlap: float  # target overlap ratio
     room: rooms.RoomSpec
     trajectories: tuple[Trajectory, ...]
@@ -120,11 +138,15 @@ def _trajectory(rng: random.Random, room: rooms.RoomSpec, seat_az: float, durati
     return Trajectory(tuple(pts), room.array_center, room.dims)
 
 
-def _plan_meeting(i: int, cfg: MeetingConfig, pool, rng: random.Random) -> MeetingPlan:
+def _plan_meeting(i: int, cfg: MeetingConfig, pool, rng: random.Random, real: dict) -> MeetingPlan:
     split = "test" if i >= round(cfg.count * (1 - cfg.test_fraction)) else "train"
     n_spk = rng.randint(cfg.min_speakers, cfg.max_speakers)
-    voices = _pick_voices(rng, n_spk, held_out=split == "test")
+    voices: list[tts.Voice | RealTalker] = list(_pick_voices(rng, n_spk, held_out=split == "test"))
     n_spk = len(voices)
+    if cfg.p_real_speaker > 0 and real.get(split):
+        n_real = min(2, sum(rng.random() < cfg.p_real_speaker for _ in voices))
+        for k, name in enumerate(rng.sample(sorted(real[split]), n_real)):
+            voices[n_spk - 1 - k] = RealTalker(name, tuple(real[split][name]))
     duration = rng.uniform(cfg.min_minutes, cfg.max_minutes) * 60
     room = rooms.sample_room(np.random.default_rng(rng.getrandbits(32)), cfg.rt60, cfg.snr_db, cfg.max_order)
     # Seats at least 25 degrees apart, so each talker is a separate direction when seated.
@@ -144,6 +166,13 @@ def _plan_meeting(i: int, cfg: MeetingConfig, pool, rng: random.Random) -> Meeti
         while spk == prev:
             spk = rng.choices(range(n_spk), dominance)[0]
         texts = []
+        talker = voices[spk]
+        if isinstance(talker, RealTalker):
+            utts = rng.sample(talker.utterances, min(len(talker.utterances), rng.choice([1, 1, 2, 3])))
+            turns.append(Turn(spk, tuple(t for _, t in utts), audio=tuple(a for a, _ in utts)))
+            est += sum(len(t.split()) for _, t in utts) / 2.0 + 0.8
+            prev = spk
+            continue
         for _ in range(rng.choices([1, 2, 3], [0.55, 0.3, 0.15])[0]):
             sp = pool.sample(rng, "test" if split == "test" else "train")
             if sp[0] != "meeting" and rng.random() < 0.4:  # meeting talk dominates meetings
@@ -153,6 +182,9 @@ def _plan_meeting(i: int, cfg: MeetingConfig, pool, rng: random.Random) -> Meeti
         est += sum(len(t.split()) for t in texts) / 2.6 / voices[spk].rate + 0.8
         if rng.random() < 0.15:
             other = rng.choice([k for k in range(n_spk) if k != spk])
+            if isinstance(voices[other], RealTalker):
+                prev = spk
+                continue
             turns.append(Turn(other, (rng.choice(BACKCHANNELS),), backchannel=True))
         prev = spk
     return MeetingPlan(
@@ -166,7 +198,17 @@ def plan(cfg: MeetingConfig) -> list[MeetingPlan]:
 
     pool = load_pool()
     rng = random.Random(cfg.seed)
-    return [_plan_meeting(i, cfg, pool, rng) for i in range(cfg.count)]
+    real: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    if cfg.p_real_speaker > 0:
+        from corpus.readers import read_speechocean762, split_speakers
+
+        utts = read_speechocean762(cfg.corpus_dir)
+        train_spk, dev_spk = split_speakers(utts, cfg.n_dev)
+        for split, spk in (("train", train_spk), ("test", dev_spk)):
+            for u in utts:
+                if u.speaker in spk:
+                    real.setdefault(split, {}).setdefault(f"speechocean762:{u.speaker}", []).append((u.audio, u.text))
+    return [_plan_meeting(i, cfg, pool, rng, real) for i in range(cfg.count)]
 
 
 def _overlap_ratio(intervals: list[tuple[float, float]]) -> float:
@@ -279,13 +321,19 @@ def _turns(placed: list[_Placed], names: list[str]) -> list[tuple[str, float, fl
     return sorted(((spk, s, e) for spk, runs in merged.items() for s, e in runs), key=lambda r: (r[1], r[0]))
 
 
+def _read_real(path: str) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = tts.trim_silence(tts.resample(x[:, 0], sr), floor_db=-35.0)
+    return (x * (0.5 / max(1e-6, float(np.abs(x).max())))).astype(np.float32)
+
+
 def render_meeting(p: MeetingPlan) -> list[Record]:
     """Worker: synthesize every turn, schedule, render through the room, write all outputs."""
     rng = random.Random(p.seed)
     nrng = np.random.default_rng(p.seed)
-    flat = [(p.voices[t.speaker], text) for t in p.turns for text in t.texts]
+    flat = [(p.voices[t.speaker], text) for t in p.turns if not t.audio for text in t.texts]
     synth = iter(tts.synthesize_many(flat))
-    audio = [[next(synth) for _ in t.texts] for t in p.turns]
+    audio = [[_read_real(a) for a in t.audio] if t.audio else [next(synth) for _ in t.texts] for t in p.turns]
     placed = [x for x in _schedule(p, audio, rng) if len(x.audio) > 0]
     y = _render(p, placed, nrng)
     duration = len(y) / SR
