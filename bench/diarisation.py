@@ -48,6 +48,17 @@ log = logging.getLogger("bench.diarisation")
 REPO = Path(__file__).resolve().parents[1]
 METHODS = (*CLUSTERINGS, "particle_online")
 THRESHOLDS = np.round(np.arange(0.1, 0.96, 0.05), 2)
+KALMAN_Q = (0.003, 0.01, 0.02)  # process noise per second tried for kalman_ahc on the dev meetings
+
+
+def _variant(d: OfflineDiariser, threshold: float, q: float | None) -> OfflineDiariser:
+    """The same diariser at another stopping threshold (and process noise)."""
+    ahc = replace(d.config.ahc, threshold=threshold)
+    if q is not None:
+        ahc = replace(ahc, motion=replace(ahc.motion, q=q))
+    out = OfflineDiariser.__new__(OfflineDiariser)
+    out.clustering, out.embedder, out.config = d.clustering, d.embedder, replace(d.config, ahc=ahc)
+    return out
 
 
 def _records(corpus: Path) -> list[dict]:
@@ -55,7 +66,7 @@ def _records(corpus: Path) -> list[dict]:
     for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):
         p = corpus / name
         if p.exists():
-            recs += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+            recs += [{**json.loads(line), "_corpus": str(corpus)} for line in p.read_text().splitlines() if line.strip()]
     return sorted(recs, key=lambda r: r["id"])
 
 
@@ -115,20 +126,29 @@ def _track_at(tracks: dict, speaker: str, t: float) -> float | None:
     return float(az[k])
 
 
-def _prepared(d: OfflineDiariser, m: Meeting, cache: Path | None):
-    """The clustering-independent steps, cached by meeting, embedder file and step configs."""
-    if cache is None:
-        return d.prepare(m.audio, m.geometry, m.sr)
-    model = getattr(d.embedder, "path", None)
-    key = hashlib.sha1(repr((m.id, str(model), model.stat().st_mtime if model and model.exists() else 0,
-                             d.embedder.kind, d.config.doa, d.config.segments)).encode()).hexdigest()[:16]
-    path = cache / f"{m.id}-{key}.pkl"
+def _cached(path: Path, make):
     if path.exists():
         return pickle.loads(path.read_bytes())
-    prep = d.prepare(m.audio, m.geometry, m.sr)
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(prep))
-    return prep
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(value))
+    return value
+
+
+def _prepared(d: OfflineDiariser, m: Meeting, cache: Path | None):
+    """The clustering-independent steps, cached: DOA frames by meeting and DOA config, the rest
+    also by embedder file and segment config."""
+    if cache is None:
+        return d.prepare(m.audio, m.geometry, m.sr)
+    from diarisation.doa import DOAEstimator
+
+    fkey = hashlib.sha1(repr((m.id, d.config.doa)).encode()).hexdigest()[:12]
+    frames = _cached(cache / f"{m.id}-doa-{fkey}.pkl",
+                     lambda: DOAEstimator(m.geometry, m.sr, d.config.doa).process(m.audio))
+    model = getattr(d.embedder, "path", None)
+    key = hashlib.sha1(repr((fkey, str(model), model.stat().st_mtime if model and model.exists() else 0,
+                             d.embedder.kind, d.config.segments)).encode()).hexdigest()[:12]
+    return _cached(cache / f"{m.id}-prep-{key}.pkl", lambda: d.prepare(m.audio, m.geometry, m.sr, frames=frames))
 
 
 def run_online(m: Meeting, diariser: OnlineDiariser, chunk: float = 0.16):
@@ -155,7 +175,8 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default="/work/data/corpus/meeting")
+    ap.add_argument("--corpus", action="append", default=None,
+                    help="meeting corpus folder (repeatable; default /work/data/corpus/meeting)")
     ap.add_argument("--config", default=None, help="pipeline TOML (diarisation/configs/*.toml)")
     ap.add_argument("--dev", type=int, default=4, help="first N train-split meetings tune thresholds")
     ap.add_argument("--limit", type=int, default=0, help="at most N meetings (0: all)")
@@ -166,8 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    corpus = Path(args.corpus)
-    recs = _records(corpus)
+    corpora = [Path(c) for c in (args.corpus or ["/work/data/corpus/meeting"])]
+    recs = [r for c in corpora for r in _records(c)]
     if args.limit:
         recs = recs[: args.limit]
     dev_ids = {r["id"] for r in [r for r in recs if r["split"] == "train"][: args.dev]}
@@ -178,58 +199,57 @@ def main(argv: list[str] | None = None) -> None:
     offline = {c: OfflineDiariser(c, embedder=embedder, config=cfg) for c in CLUSTERINGS}
     online = OnlineDiariser(OnlineConfig(), embedder=embedder)
 
-    # Pass 1: prepare every meeting once; DER of each variant over a threshold grid.
-    rows = []
-    for rec in recs:
-        m = Meeting(corpus, rec)
-        t0 = time.monotonic()
-        prep = _prepared(offline["kalman_ahc"], m, Path(args.cache) if args.cache else None)
-        row = {"id": m.id, "split": m.split, "scenario": m.scenario, "duration": m.duration,
-               "speakers": len(m.traj), "dev": m.id in dev_ids, "grid": {}, "azimuth": {}}
-        for c in CLUSTERINGS:
-            row["grid"][c] = {}
-            for th in THRESHOLDS:
-                d = offline[c]
-                d.config = replace(d.config, ahc=replace(d.config.ahc, threshold=float(th)))
-                res = d.cluster(prep)
-                row["grid"][c][float(th)] = (score(m.ref, res.turns).der, res)
-        if not args.no_online:
-            turns, spans, rtf_cpu, rtf_wall, revised = run_online(m, online)
-            s = score(m.ref, turns)
-            row["online"] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
-                             "rtf_cpu": rtf_cpu, "rtf_wall": rtf_wall, "revised_steps": revised,
-                             "n_spk": len({t.speaker for t in turns})}
-            row["azimuth"]["particle_online"] = _azimuth_errors(m, spans)
-        rows.append(row)
-        log.info("%s %s %.0fs %d spk: %.0fs | online %s", m.id, m.scenario, m.duration, len(m.traj),
-                 time.monotonic() - t0, {k: round(v, 3) for k, v in row.get("online", {}).items()})
+    cache = Path(args.cache) if args.cache else None
 
-    # Thresholds from the dev meetings only.
-    chosen = {}
+    # Pass 1, dev meetings only: each variant's stopping threshold (and, for kalman_ahc, its
+    # process noise q) on a grid; the best mean DER wins. Dev meetings are not scored.
+    chosen: dict[str, dict[str, float]] = {}
+    dev_sets = []
+    for rec in [r for r in recs if r["id"] in dev_ids]:
+        m = Meeting(Path(rec["_corpus"]), rec)
+        dev_sets.append((m, _prepared(offline["kalman_ahc"], m, cache)))
     for c in CLUSTERINGS:
-        dev = [r for r in rows if r["dev"]] or rows
-        chosen[c] = float(min(THRESHOLDS, key=lambda th: np.mean([r["grid"][c][float(th)][0] for r in dev])))
-    log.info("thresholds chosen on %d dev meetings: %s", len(dev_ids), chosen)
+        qs = KALMAN_Q if c == "kalman_ahc" else (None,)
+        best = (float("inf"), None, None)
+        for q in qs:
+            for th in THRESHOLDS:
+                d = _variant(offline[c], float(th), q)
+                der = float(np.mean([score(m.ref, d.cluster(p).turns).der for m, p in dev_sets])) if dev_sets else 0.0
+                if der < best[0]:
+                    best = (der, float(th), q)
+        chosen[c] = {"threshold": best[1], **({"q": best[2]} if best[2] is not None else {}), "dev_der": round(best[0], 2)}
+        log.info("%s: chosen on %d dev meetings %s", c, len(dev_sets), chosen[c])
 
-    results: dict = {}
-    per_meeting = []
-    for r in rows:
-        if r["dev"]:
-            continue
-        entry = {"id": r["id"], "split": r["split"], "scenario": r["scenario"], "speakers": r["speakers"]}
-        m = Meeting(corpus, next(x for x in recs if x["id"] == r["id"]))
+    # Pass 2: every other meeting, each variant at its chosen setting, and the online filter.
+    per_meeting, online_rows = [], []
+    for rec in [r for r in recs if r["id"] not in dev_ids]:
+        m = Meeting(Path(rec["_corpus"]), rec)
+        t0 = time.monotonic()
+        prep = _prepared(offline["kalman_ahc"], m, cache)
+        entry = {"id": m.id, "split": m.split, "scenario": m.scenario, "speakers": len(m.traj),
+                 "moving": len(m.moving), "duration": round(m.duration, 1), "azimuth": {}}
         for c in CLUSTERINGS:
-            der, res = r["grid"][c][chosen[c]]
+            res = _variant(offline[c], chosen[c]["threshold"], chosen[c].get("q")).cluster(prep)
             s = score(m.ref, res.turns)
             entry[c] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
                         "n_spk": len({t.speaker for t in res.turns})}
             spans = [(seg.start, seg.end, _track_at(res.tracks, f"S{int(k) + 1}", (seg.start + seg.end) / 2))
                      for seg, k in zip(res.segments, res.labels)]
-            r["azimuth"][c] = _azimuth_errors(m, spans)
-        if "online" in r:
-            entry["particle_online"] = r["online"]
-        entry["azimuth"] = r["azimuth"]
+            entry["azimuth"][c] = _azimuth_errors(m, spans)
+        if not args.no_online:
+            turns, spans, rtf_cpu, rtf_wall, revised = run_online(m, online)
+            s = score(m.ref, turns)
+            entry["particle_online"] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm,
+                                        "conf": s.confusion, "n_spk": len({t.speaker for t in turns}),
+                                        "rtf_cpu": rtf_cpu, "rtf_wall": rtf_wall, "revised_steps": revised}
+            online_rows.append(entry["particle_online"])
+            entry["azimuth"]["particle_online"] = _azimuth_errors(m, spans)
         per_meeting.append(entry)
+        log.info("%s %s %.0fs %d spk (%d moving): %.0fs | %s", m.id, m.scenario, m.duration, len(m.traj),
+                 len(m.moving), time.monotonic() - t0,
+                 {k: round(entry[k]["der"], 1) for k in METHODS if k in entry})
+
+    results: dict = {}
 
     def agg(entries: list[dict]) -> dict:
         out = {}
@@ -258,9 +278,8 @@ def main(argv: list[str] | None = None) -> None:
                 errs[k] += e["azimuth"].get(meth, {}).get(k, [])
         if any(errs.values()):
             az[meth] = {k: _summary(v) for k, v in errs.items()}
-    online_rows = [r["online"] for r in rows if "online" in r]
     results["_meta"] = {
-        "corpus": str(corpus), "meetings_scored": len(per_meeting), "dev_meetings": sorted(dev_ids),
+        "corpus": ", ".join(map(str, corpora)), "meetings_scored": len(per_meeting), "dev_meetings": sorted(dev_ids),
         "thresholds": chosen, "embedder": embedder.kind,
         "der_definition": "pyannote.metrics DiarizationErrorRate, collar 0.25 s, overlap scored; mean over meetings",
         "azimuth_error_deg": az,
@@ -279,7 +298,7 @@ def markdown(results: dict) -> str:
     meta = results["_meta"]
     lines = ["# Diarisation benchmark", "",
              f"{meta['meetings_scored']} simulated meetings scored (`{meta['corpus']}`); "
-             f"{len(meta['dev_meetings'])} other meetings tuned the AHC thresholds {meta['thresholds']}. "
+             f"{len(meta['dev_meetings'])} other meetings (train split) tuned the AHC settings {meta['thresholds']}. "
              f"Embedder: {meta['embedder']}. {meta['der_definition']}.", "",
              "| scenario | meetings | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
     for name in ("static", "moving", "heldout", "all"):

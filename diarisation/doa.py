@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyroomacoustics as pra
 
-__all__ = ["DOAConfig", "DOAFrames", "DOAEstimator", "SpeechGate", "unit", "azimuth_of", "doa_frames"]
+__all__ = ["DOAConfig", "DOAFrames", "DOAEstimator", "SpeechGate", "unit", "azimuth_of", "doa_frames", "robust_direction"]
 
 METHODS = {"normmusic": "NormMUSIC", "srp": "SRP", "music": "MUSIC"}
 
@@ -38,6 +38,26 @@ def azimuth_of(vectors: np.ndarray) -> np.ndarray:
     """(..., 2) vectors (any length) -> degrees in [0, 360)."""
     v = np.asarray(vectors, dtype=float)
     return np.mod(np.rad2deg(np.arctan2(v[..., 1], v[..., 0])), 360.0)
+
+
+def robust_direction(vectors: np.ndarray, tol_deg: float = 15.0) -> tuple[np.ndarray, float]:
+    """Dominant direction of a set of frame vectors (K, 2) -> (unit vector, inlier fraction).
+
+    Why not the plain mean: when two talkers overlap or hand over inside a window, the mean
+    of their frames points between them — at nobody — and a tracker fed that drifts from one
+    talker to the other. Start at the frame with the most neighbours within `tol_deg`, then
+    average the frames within `tol_deg` of the estimate (twice)."""
+    v = np.asarray(vectors, dtype=float)
+    if len(v) == 0:
+        return np.array([1.0, 0.0]), 0.0
+    c = np.cos(np.deg2rad(tol_deg))
+    near = (v @ v.T) > c
+    est = v[int(np.argmax(near.sum(axis=1)))]
+    for _ in range(2):
+        inl = v @ est > c
+        m = v[inl].mean(axis=0)
+        est = m / (np.linalg.norm(m) + 1e-12)
+    return est, float((v @ est > c).mean())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ mean. Transitions: stay (p_stay; lower after a pause), switch to another known s
 open a new speaker (p_new). Candidates are drawn from the locally optimal proposal (prior ×
 likelihood over all candidates), and the weights multiply by the evidence Σ prior × likelihood:
 embedding log-likelihood κ·cos(e, μ) (κ·cos_new for a new speaker), location log N(z; x, P + qΔt
-+ r) (N(z; 0, p0 + r) for a new speaker). Systematic resampling when the effective sample size
++ r) (N(z; 0, p0 + r) for a new speaker), mixed with a small chance that a known talker has
+relocated anywhere while silent (then their track restarts at the observation). Systematic resampling when the effective sample size
 falls below `ess` × N.
 
 Labels are those of the highest-weight particle. Each particle keeps its last `horizon` steps
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import resample_poly
 
-from diarisation.doa import DOAConfig, DOAEstimator, azimuth_of
+from diarisation.doa import DOAConfig, DOAEstimator, azimuth_of, robust_direction
 from diarisation.embedding import Embedder
 from diarisation.kalman import RandomWalkConfig
 from diarisation.overlap import OverlapConfig, merge_turns
@@ -57,12 +58,13 @@ class OnlineConfig:
     max_speakers: int = 8
     p_stay: float = 0.92  # stay with the active speaker (after speech)
     p_stay_after_pause: float = 0.5  # stay with the last speaker after a silent step
-    p_new: float = 0.01  # open a new speaker
-    kappa: float = 12.0  # embedding concentration
+    p_new: float = 0.001  # open a new speaker
+    kappa: float = 6.0  # embedding concentration (1.2 s windows: same ≈ 0.45, other ≈ 0.15 cosine)
     cos_new: float = 0.35  # cosine a new speaker is assumed to reach
     loc_weight: float = 1.0  # scale of the location log-likelihood
+    relocate: float = 0.02  # chance that a known talker's direction is anywhere (walked off)
     motion: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.004, r=0.004))
-    r_spread: float = 0.2  # observation noise added × (1 − resultant length)
+    r_spread: float = 0.2  # observation noise added × (share of frames away from the direction)
     ess: float = 0.5  # resample below this fraction of N
     horizon: float = 8.0  # s within which labels can be revised
     overlap: OverlapConfig = field(default_factory=OverlapConfig)  # second talker from DOA
@@ -237,10 +239,9 @@ class DiariserStream:
                 spans.append([a, b])
         if sp.sum() < self.cfg.min_speech:
             return None, [], 0.0
-        mean = f.vectors[sp].mean(axis=0)
-        rho = float(np.linalg.norm(mean))
-        r = self.cfg.motion.r + self.cfg.r_spread * (1 - rho)
-        return mean / (rho + 1e-9), [(a, b) for a, b in spans], r
+        vec, inliers = robust_direction(f.vectors[sp])
+        r = self.cfg.motion.r + self.cfg.r_spread * (1 - inliers)
+        return vec, [(a, b) for a, b in spans], r
 
     def _embed(self) -> np.ndarray:
         have = min(len(self.ring), self.n_samples)
@@ -286,10 +287,17 @@ class DiariserStream:
         ll_emb = cfg.kappa * cos
         var = p.P + cfg.motion.q * np.maximum(t - p.t, 0.0) + r
         d2 = ((z[None, None, :] - p.x) ** 2).sum(-1)
-        ll_loc = -0.5 * d2 / var - np.log(2 * np.pi * var)
-        ll = ll_emb + cfg.loc_weight * ll_loc
+        ll_track = -0.5 * d2 / var - np.log(2 * np.pi * var)
         var_new = cfg.motion.p0 + r
-        ll_new = cfg.kappa * cfg.cos_new + cfg.loc_weight * (-0.5 * (z @ z) / var_new - math.log(2 * math.pi * var_new))
+        ll_anywhere = -0.5 * (z @ z) / var_new - math.log(2 * math.pi * var_new)
+        # A known talker may have walked off while silent: with probability `relocate` their
+        # direction is anywhere (then the track restarts at z), so a voice that matches well
+        # is not turned into a new speaker by its location alone.
+        a, b = math.log(1 - cfg.relocate) + ll_track, math.log(cfg.relocate) + ll_anywhere
+        ll_loc = np.logaddexp(a, b)
+        reloc = b > a  # (N, S) the relocation component explains z better
+        ll = ll_emb + cfg.loc_weight * ll_loc
+        ll_new = cfg.kappa * cfg.cos_new + cfg.loc_weight * ll_anywhere
         # Locally optimal proposal over [known slots..., new].
         logits = np.concatenate([np.where(known, np.log(prior + 1e-300) + ll, -np.inf),
                                  (np.log(p_new + 1e-300) + ll_new)[:, None]], axis=1)
@@ -312,6 +320,9 @@ class DiariserStream:
         gain = pp / (pp + r)
         p.x[rows, choice] += gain[:, None] * (z[None, :] - p.x[rows, choice])
         p.P[rows, choice] = (1 - gain) * pp
+        jump = ~new & reloc[rows, np.minimum(choice, S - 1)]
+        p.x[rows[jump], choice[jump]] = z
+        p.P[rows[jump], choice[jump]] = r
         p.t[rows, choice] = t
         p.emb[rows, choice] += e
         p.cnt[rows, choice] += 1

@@ -26,7 +26,7 @@ class OverlapConfig:
     tol_deg: float = 12.0  # a frame points at a speaker when this close to their track
     own_deg: float = 20.0  # ... and at least this far from the segment's own speaker
     min_frames: int = 3  # frames needed in a segment
-    min_frac: float = 0.2  # of the segment's speech frames
+    min_frac: float = 0.1  # of the segment's speech frames
 
 
 def _track_vectors(tracks: dict[str, tuple[np.ndarray, np.ndarray]], t: np.ndarray) -> dict[str, np.ndarray]:

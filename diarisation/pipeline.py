@@ -29,7 +29,7 @@ from diarisation.overlap import OverlapConfig, add_overlaps, merge_turns
 from diarisation.segments import SegmentConfig, SpeechSegment, make_segments
 from minutes.types import Turn
 
-__all__ = ["PipelineConfig", "OfflineDiariser", "DiarisationResult", "Prepared", "CLUSTERINGS", "load_config"]
+__all__ = ["PipelineConfig", "OfflineDiariser", "DiarisationResult", "Prepared", "CLUSTERINGS", "load_config", "load_online_config"]
 
 CLUSTERINGS = ("emb_ahc", "stationary_ahc", "kalman_ahc")
 Hook = Callable[[str, int, int], None]
@@ -39,29 +39,44 @@ Hook = Callable[[str, int, int], None]
 class PipelineConfig:
     doa: DOAConfig = field(default_factory=DOAConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
-    ahc: AHCConfig = field(default_factory=lambda: AHCConfig(motion=RandomWalkConfig(q=0.002, r=0.004)))
+    ahc: AHCConfig = field(default_factory=lambda: AHCConfig(threshold=0.5, motion=RandomWalkConfig(q=0.01, r=0.004)))
     thresholds: dict[str, float] = field(default_factory=dict)  # per clustering variant, overrides ahc.threshold
     track: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.002, r=0.004))  # output tracks
     embed_channel: int = 0  # which mic feeds the embedder
     overlap: OverlapConfig = field(default_factory=OverlapConfig)  # second talker from DOA
 
 
-def _build(cls, data: dict[str, Any]):
+def _build(base, data: dict[str, Any]):
+    """`base` (a dataclass instance) with the values in `data` replaced, nested tables into
+    nested dataclasses (so a partial table keeps the other defaults of that field)."""
     kw = {}
-    for f in fields(cls):
+    for f in fields(base):
         if f.name not in data:
             continue
-        v = data[f.name]
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        kw[f.name] = _build(type(default), v) if is_dataclass(default) and isinstance(v, dict) else v
-    return cls(**kw)
+        v, cur = data[f.name], getattr(base, f.name)
+        if is_dataclass(cur) and isinstance(v, dict):
+            v = _build(cur, v)
+        elif isinstance(cur, tuple) and isinstance(v, list):
+            v = tuple(v)
+        kw[f.name] = v
+    return replace(base, **kw)
 
 
 def load_config(path: str | Path | None = None, data: dict | None = None) -> PipelineConfig:
-    """PipelineConfig from a TOML file (tables [doa], [segments], [ahc], [ahc.motion], ...)."""
+    """PipelineConfig from a TOML file (tables [doa], [segments], [ahc], [ahc.motion], ...;
+    a file's [online] table is for `load_online_config`)."""
     if path is not None:
         data = tomllib.loads(Path(path).read_text())
-    return _build(PipelineConfig, data or {})
+    return _build(PipelineConfig(), {k: v for k, v in (data or {}).items() if k != "online"})
+
+
+def load_online_config(path: str | Path | None = None, data: dict | None = None):
+    """OnlineConfig from the [online] table of a pipeline TOML file."""
+    from diarisation.online import OnlineConfig
+
+    if path is not None:
+        data = tomllib.loads(Path(path).read_text())
+    return _build(OnlineConfig(), (data or {}).get("online", {}))
 
 
 @dataclass
@@ -110,13 +125,14 @@ class OfflineDiariser:
         return self.cluster(self.prepare(audio, geometry, sample_rate, hook), hook)
 
     def prepare(self, audio: np.ndarray, geometry: np.ndarray, sample_rate: int,
-                hook: Hook | None = None) -> "Prepared":
+                hook: Hook | None = None, frames: DOAFrames | None = None) -> "Prepared":
         """Steps doa -> segments -> embeddings. They do not depend on the clustering variant,
         so a benchmark comparing variants runs them once (`cluster` takes the result)."""
         hook = hook or (lambda step, done, total: None)
         cfg = self.config
         est = DOAEstimator(geometry, sample_rate, cfg.doa)
-        frames = est.process(audio)
+        if frames is None:  # (a caller may pass frames it computed with the same DOAConfig)
+            frames = est.process(audio)
         hook("doa", len(frames), len(frames))
         segs = make_segments(frames, cfg.segments, cfg.doa.block * est.step / sample_rate)
         hook("segments", len(segs), len(segs))

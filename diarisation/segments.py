@@ -4,8 +4,9 @@ Regions come from the DOA frames' speech gate (hangover-closed and length-filter
 region the direction is watched for a jump — two talkers taking turns without a pause sit in
 different places — and the region is cut there; the pieces are then split into segments of
 about `seg_len` seconds, short enough to hold one talker, long enough for an embedding.
-Each segment carries its DOA observation: the mean unit vector of its speech frames, and an
-observation noise that grows when those frames disagree (overlap, reverberation).
+Each segment carries its DOA observation: the dominant direction of its speech frames
+(`robust_direction`), and an observation noise that grows with the share of frames pointing
+elsewhere (overlap, reverberation).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diarisation.doa import DOAFrames
+from diarisation.doa import DOAFrames, robust_direction
 
 __all__ = ["SegmentConfig", "SpeechSegment", "speech_regions", "make_segments"]
 
@@ -28,7 +29,7 @@ class SegmentConfig:
     jump_deg: float = 30.0  # direction change that cuts a region (0 disables)
     jump_context: int = 4  # frames averaged either side when looking for a jump
     r_base: float = 0.004  # observation noise of a clean segment DOA (unit-vector units)
-    r_spread: float = 0.2  # added × (1 − resultant length of the segment's frames)
+    r_spread: float = 0.2  # added × (share of the segment's frames away from its direction)
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,8 @@ def _observation(frames: DOAFrames, a: float, b: float, cfg: SegmentConfig) -> t
         m = (frames.times >= a) & (frames.times < b)
     if not m.any():
         return np.array([1.0, 0.0]), 1.0, 0
-    mean = frames.vectors[m].mean(axis=0)
-    rho = float(np.linalg.norm(mean))
-    return mean / (rho + 1e-9), cfg.r_base + cfg.r_spread * (1 - rho) + cfg.r_base * 4 / m.sum(), int(m.sum())
+    vec, inliers = robust_direction(frames.vectors[m])
+    return vec, cfg.r_base + cfg.r_spread * (1 - inliers) + cfg.r_base * 4 / m.sum(), int(m.sum())
 
 
 def make_segments(frames: DOAFrames, cfg: SegmentConfig, frame_len: float) -> list[SpeechSegment]:

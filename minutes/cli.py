@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "eval": "training.eval_cli",
     "corpus": "corpus.cli",
     "stream": "clients.cli",
+    "diarise": "diarisation.cli",
 }
 
 
