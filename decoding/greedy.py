@@ -45,15 +45,15 @@ def greedy_search(
         for _ in range(max_symbols):
             if not bool(active.any()):
                 break
-            logp = model.joiner.out(torch.tanh(enc_p[:, t] + pred_p)).log_softmax(-1)
-            best, tok = logp.max(-1)
+            logits = model.joiner.out(torch.tanh(enc_p[:, t] + pred_p))
+            tok = logits.argmax(-1)
             emit = active & (tok != BLANK)
             if not bool(emit.any()):
-                break
+                break  # the usual case: blank everywhere, one joiner call per frame
+            probs = logits.softmax(-1).gather(1, tok[:, None])[:, 0]
             new = model.predict_step(torch.where(emit, tok, torch.zeros_like(tok)), state)
             state = state.where(emit, new)
             pred_p = model.joiner.pred_proj(state.out)
-            probs = best.exp()
             for i in torch.nonzero(emit).flatten().tolist():
                 out[i].append(Emission(int(tok[i]), offsets[i] + t, float(probs[i])))
             active = emit

@@ -134,3 +134,17 @@ def test_ctc_decoder_streams_like_offline_best_path(rec: Recogniser, utts):
     assert " ".join(w.text for w in words) == rec.tok.decode(offline)
     for a, b in zip(words, words[1:]):
         assert a.start <= b.start
+
+
+def test_package_publishes_a_verified_store_model(rec: Recogniser, tmp_path: Path):
+    from compression.store import ModelStore
+    from training.package import package
+
+    ckpt = tmp_path / "exp" / "last.pt"
+    save_checkpoint(ckpt, rec.model, {"tokenizer": rec.tok.proto, "step": 7})
+    folder = package(ckpt, "default", "1", {"wer": {"x": 50.0}}, decoder="ctc", store_root=tmp_path / "store")
+    path, manifest = ModelStore(tmp_path / "store").resolve("default", verify=True)
+    assert path == folder and manifest.sealed and manifest.parameters == rec.model.num_params()
+    assert manifest.size_bytes < 50e6 and manifest.sparsity == 0.0
+    again = Recogniser.load(path)
+    assert again.default_decoder == "ctc" and again.chunk_seconds == rec.chunk_seconds

@@ -38,6 +38,7 @@ class TrainConfig:
     """A recipe's `[asr]` table. Every field is also a `--flag` and a MINUTES_TRAIN_ variable."""
 
     exp_dir: str = "/work/data/exp/asr"
+    init_from: str = ""  # a model.pt (e.g. store/default/1/model.pt) to continue from when exp_dir has no last.pt
     train_manifests: list[str] = field(default_factory=lambda: ["/work/data/corpus/speechocean762/train.jsonl"])
     dev_manifests: list[str] = field(default_factory=lambda: ["/work/data/corpus/speechocean762/dev.jsonl"])
     dev_utts: int = 150  # per dev manifest, for the periodic WER
@@ -154,6 +155,15 @@ class Trainer:
             self.opt.load_state_dict(blob["optimizer"])
             self.rng.setstate(blob["py_rng"])
             log.info("resumed %s at step %d (epoch %d)", last, self.step, self.epoch)
+        elif cfg.init_from:
+            # a shipped model (weights, tokenizer, step; no optimiser state): the schedule and
+            # curriculum carry on from its step, Adam's moments start afresh
+            self.model, blob = load_checkpoint(cfg.init_from)
+            self.tok = Tokenizer(blob["tokenizer"])
+            self.step, self.epoch = blob.get("step", 0), blob.get("epoch", 0)
+            self.elapsed = blob.get("elapsed", 0.0)
+            self.opt = self._optimiser()
+            log.info("initialised from %s at step %d", cfg.init_from, self.step)
         else:
             items = read_items(cfg.train_manifests, cfg.max_duration)
             if not items:
@@ -195,7 +205,8 @@ class Trainer:
         self.model.train()
         if not res:
             return float("inf")
-        mean = sum(r["wer"] for r in res.values()) / len(res)
+        # a young model's CTC head may beat its transducer: "best" is the better decoder's WER
+        mean = min(sum(r[k] for r in res.values()) / len(res) for k in ("wer", "ctc_wer"))
         self._log({"type": "eval", "step": self.step, "elapsed": self.elapsed, "wer": mean,
                    **{f"wer/{k}": v["wer"] for k, v in res.items()},
                    **{f"ctc_wer/{k}": v["ctc_wer"] for k, v in res.items()}})
