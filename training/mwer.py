@@ -126,7 +126,7 @@ class MWERRecipe:
 class MWERTrainer:
     """Short MWER / MWER-SF / MWER-ILME fine-tune from a base checkpoint."""
 
-    def __init__(self, recipe: MWERRecipe) -> None:
+    def __init__(self, recipe: MWERRecipe, need_items: bool = True) -> None:
         from training.data import FeatureCache, read_items
 
         self.r = recipe
@@ -136,8 +136,8 @@ class MWERTrainer:
         self.model, self.blob = load_checkpoint(recipe.base)
         self.tok = Tokenizer(self.blob["tokenizer"])
         self.lm = load_external_lm(recipe.lm, self.model.cfg.vocab_size, tokenizer=self.blob["tokenizer"])
-        self.items = read_items(recipe.train_manifests, recipe.max_duration)
-        if not self.items:
+        self.items = read_items(recipe.train_manifests, recipe.max_duration) if need_items else []
+        if need_items and not self.items:
             raise SystemExit(f"no training data in {recipe.train_manifests}")
         self.cache = FeatureCache()
         self.opts = DecodingOptions(search="beam", beam_size=recipe.beam_size, nbest=recipe.beam_size,
@@ -151,12 +151,16 @@ class MWERTrainer:
         return [[h.tokens for h in search.nbest(s, self.r.beam_size)] for s in streams]
 
     def step(self, batch: list) -> dict[str, float]:
+        mean, std = self.model.feat_mean, self.model.feat_std
+        feats = [(self.cache.get(it) - mean) / std for it in batch]
+        return self.update(feats, [it.text for it in batch])
+
+    def update(self, feats: list[Tensor], texts: list[str]) -> dict[str, float]:
+        """One MWER step on normalised features (T_i, F) and their reference texts."""
         from training.data import collate
 
         m, r = self.model, self.r
-        mean, std = m.feat_mean, m.feat_std
-        feats = [(self.cache.get(it) - mean) / std for it in batch]
-        x, fl, y, tl = collate(feats, [self.tok.encode(it.text) for it in batch])
+        x, fl, y, tl = collate(feats, [self.tok.encode(t) for t in texts])
         m.eval()  # the N-best comes from the model as it decodes: no dropout, no gradient
         with torch.no_grad():
             enc0, lens0 = m.encoder(x, fl)
@@ -164,18 +168,18 @@ class MWERTrainer:
         m.train()
         enc, enc_lens = m.encoder(x, fl)
         seqs, owner, errs = [], [], []
-        for b, (it, hyps) in enumerate(zip(batch, nbest)):
+        for b, (text, hyps) in enumerate(zip(texts, nbest)):
             seqs += hyps
             owner += [b] * len(hyps)
-            errs += word_errors(it.text, [self.tok.decode(h) for h in hyps])
+            errs += word_errors(text, [self.tok.decode(h) for h in hyps])
         owner_t = torch.tensor(owner)
         lm_scores = self.lm.sequence_logprob(seqs, eos=False) if self.lm and r.lm_weight else torch.zeros(len(seqs))
         scores = sequence_scores(m, enc, enc_lens, seqs, owner_t, lm_scores, self.opts.lm_weight, r.ilm_weight)
         K = r.beam_size
-        S = torch.full((len(batch), K), 0.0)
-        R = torch.zeros(len(batch), K)
-        M = torch.zeros(len(batch), K, dtype=torch.bool)
-        pos = [0] * len(batch)
+        S = torch.full((len(texts), K), 0.0)
+        R = torch.zeros(len(texts), K)
+        M = torch.zeros(len(texts), K, dtype=torch.bool)
+        pos = [0] * len(texts)
         rows, cols = [], []
         for i, b in enumerate(owner):
             rows.append(b), cols.append(pos[b])
