@@ -109,15 +109,14 @@ def test_cli_reports_server_refusals_cleanly(live_server):
 @pytest.mark.slow
 def test_client_reconnects_after_a_server_restart():
     """Kill the server 8 s into the stream, start it again: the client backs off, reconnects,
-    re-sends the audio since its last final, and the transcript still reads like the reference."""
+    re-sends the audio since its last final, and the transcript reads as well as an
+    uninterrupted run's (measured first, on the same server)."""
     from clients.audio import FileSource
     from clients.client import ClientConfig, StartOptions, StreamingClient
     from clients.events import End, Final, Ready
 
     port = free_port()
     procs = [start_server([], port)]
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
-    client = StreamingClient(ClientConfig(url=f"127.0.0.1:{port}", speed=2.0, retries=12, backoff=0.5, backoff_max=3.0))
     restarted = threading.Event()
 
     def restart() -> None:
@@ -126,7 +125,7 @@ def test_client_reconnects_after_a_server_restart():
         procs.append(start_server([], port))
         restarted.set()
 
-    async def run():
+    async def run(client: StreamingClient, kill_at: float | None):
         finals, readies, end = [], 0, None
         async for ev in client.stream(FileSource(SAMPLES / "meeting.flac"), StartOptions(array="circular-7")):
             if isinstance(ev, Ready):
@@ -135,20 +134,30 @@ def test_client_reconnects_after_a_server_restart():
                 finals.append(ev.segment)
             elif isinstance(ev, End):
                 end = ev
-            if client.stats.audio_seconds >= 8.0 and len(procs) == 1 and not restarted.is_set():
+            if kill_at is not None and client.stats.audio_seconds >= kill_at and len(procs) == 1:
                 threading.Thread(target=restart, daemon=True).start()
+                kill_at = None
         return finals, readies, end
 
     try:
-        finals, readies, end = asyncio.run(asyncio.wait_for(run(), 240))
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
+        clean, _, _ = asyncio.run(run(StreamingClient(ClientConfig(url=f"127.0.0.1:{port}", speed=0)), None))
+        client = StreamingClient(ClientConfig(url=f"127.0.0.1:{port}", speed=2.0, retries=12, backoff=0.5, backoff_max=3.0))
+        finals, readies, end = asyncio.run(asyncio.wait_for(run(client, 8.0), 240))
     finally:
         for p in procs:
             _stop(p)
-    assert restarted.is_set() and client.stats.reconnects >= 1 and readies >= 2
+    assert restarted.is_set() and client.stats.reconnects == 1 and readies == 2
     assert end is not None and end.reason == "stop"
+    assert client.stats.audio_seconds == pytest.approx(REFERENCE["duration"], abs=0.01)
+    # the new stream re-sent the audio since the last final before the 8 s kill point (all of
+    # it when no final had come yet): what the first stream may have lost, and no more
+    assert REFERENCE["duration"] - 8.2 <= end.duration <= REFERENCE["duration"] + 0.01, end.duration
     ids = [s.id for s in finals]
     assert len(ids) == len(set(ids)), "segment ids must stay unique across connections"
     starts = [s.start for s in finals]
-    assert starts == sorted(starts) and finals[-1].end > 20.0, "times continue after the reconnect"
-    text = " ".join(s.text for s in finals)
-    assert wer(text) <= WER_BOUND + 0.15, text
+    assert starts == sorted(starts), "times continue after the reconnect"
+    assert all(0 <= w.start <= w.end <= REFERENCE["duration"] + 0.5 for s in finals for w in s.words)
+    clean_wer = wer(" ".join(s.text for s in clean))
+    if clean_wer <= WER_BOUND:  # the comparison says something only when the model reads the sample
+        assert wer(" ".join(s.text for s in finals)) <= clean_wer + 0.15
