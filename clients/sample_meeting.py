@@ -9,6 +9,7 @@ pyroomacoustics renders them through a shoebox room onto the array, each from it
 Writes `<out>/<name>.flac` (7 channels, 16-bit), `<name>.rttm` (who spoke when) and
 `<name>.json` (reference: geometry preset, speakers with azimuths, turns with text).
 Run: `python -m clients.sample_meeting --out clients/web/samples` (same seed, same bytes).
+`--from-corpus DIR --meeting ID` imports a meeting the corpus builder made instead.
 """
 
 from __future__ import annotations
@@ -151,11 +152,53 @@ def write(cfg: SampleConfig, out: Path) -> dict:
     return ref
 
 
+def import_corpus_meeting(corpus_dir: Path, meeting_id: str, out: Path, name: str) -> dict:
+    """Copy one meeting of the corpus builder's `meeting` recipe (corpus/recipes/meeting.py)
+    into the samples, with a reference in the same shape as `write`'s: turns from its RTTM,
+    each with the words whose middle falls inside it and their mean azimuth."""
+    import shutil
+
+    from corpus.manifest import read_manifest
+
+    rec = next(r for split in ("test", "train") if (corpus_dir / f"{split}.jsonl").exists()
+               for r in read_manifest(corpus_dir / f"{split}.jsonl") if r.id == meeting_id)
+    words = json.loads((corpus_dir / rec.extra["words"]).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(corpus_dir / rec.audio, out / f"{name}.flac")
+    turns, lines = [], []
+    for line in (corpus_dir / rec.extra["rttm"]).read_text().splitlines():
+        f = line.split()
+        spk, start, end = f[7], float(f[3]), float(f[3]) + float(f[4])
+        inside = [w for w in words if w["speaker"] == spk and start <= (w["start"] + w["end"]) / 2 < end]
+        az = [math.radians(w["azimuth"]) for w in inside]
+        mean = math.degrees(math.atan2(sum(map(math.sin, az)), sum(map(math.cos, az)))) % 360 if az else None
+        turns.append({"speaker": spk, "start": start, "end": round(end, 3), "text": " ".join(w["word"] for w in inside),
+                      "azimuth": None if mean is None else round(mean, 1), "utterance": ""})
+        lines.append(" ".join([*f[:1], name, *f[2:]]) + "\n")
+    (out / f"{name}.rttm").write_text("".join(lines))
+    ref = {
+        "name": name, "audio": f"{name}.flac", "sample_rate": rec.sample_rate, "channels": rec.channels,
+        "array": rec.array, "duration": round(rec.duration, 3),
+        "speakers": {t["speaker"]: {"azimuth": t["azimuth"]} for t in turns},
+        "text": rec.text, "turns": turns,
+        "source": f"corpus meeting recipe ({rec.id}, {rec.source}); room {rec.room}",
+    }
+    (out / f"{name}.json").write_text(json.dumps(ref, indent=1) + "\n")
+    return ref
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "web" / "samples")
     p.add_argument("--seed", type=int, default=SampleConfig.seed)
+    p.add_argument("--from-corpus", type=Path, default=None, help="a `meeting` corpus folder to import from")
+    p.add_argument("--meeting", default=None, help="with --from-corpus: the meeting id")
+    p.add_argument("--name", default="corpus-meeting", help="with --from-corpus: the sample's file name")
     args = p.parse_args(argv)
+    if args.from_corpus:
+        ref = import_corpus_meeting(args.from_corpus, args.meeting, args.out, args.name)
+        print(json.dumps({k: ref[k] for k in ("name", "duration", "channels")}))
+        return 0
     ref = write(SampleConfig(seed=args.seed), args.out)
     print(json.dumps({k: ref[k] for k in ("name", "duration", "channels")}))
     return 0

@@ -147,15 +147,21 @@ def test_cli_array_resolution():
     assert resolve_array("linear-4", 4) == "linear-4"
 
 
-def test_bundled_sample_matches_its_reference():
-    ref = json.loads((SAMPLE / "meeting.json").read_text())
-    info = sf.info(str(SAMPLE / ref["audio"]))
-    assert (info.channels, info.samplerate) == (7, 16000)
-    assert abs(info.frames / info.samplerate - ref["duration"]) < 0.01
-    assert len({t["speaker"] for t in ref["turns"]}) == 3
-    assert (SAMPLE / "meeting.flac").stat().st_size < 4_000_000  # "a few MB at most"
+def test_bundled_samples_match_their_references():
     listed = json.loads((SAMPLE / "samples.json").read_text())
-    assert listed[0]["audio"] == ref["audio"] and listed[0]["channels"] == 7
+    assert {s["id"] for s in listed} == {"corpus-meeting", "meeting"}
+    total = 0
+    for item in listed:
+        ref = json.loads((SAMPLE / item["reference"]).read_text())
+        info = sf.info(str(SAMPLE / item["audio"]))
+        assert (info.channels, info.samplerate) == (item["channels"], item["sample_rate"]) == (7, 16000)
+        assert abs(info.frames / info.samplerate - ref["duration"]) < 0.01
+        assert len({t["speaker"] for t in ref["turns"]}) == 3
+        assert " ".join(t["text"] for t in ref["turns"]).split() == ref["text"].split()
+        rttm = (SAMPLE / item["rttm"]).read_text().splitlines()
+        assert len(rttm) == len(ref["turns"]) and all(l.split()[1] == item["id"] for l in rttm)
+        total += (SAMPLE / item["audio"]).stat().st_size
+    assert total < 7_500_000  # a few MB each
 
 
 def test_speaker_revisions_relabel_words_and_segments():
