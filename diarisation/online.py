@@ -13,7 +13,9 @@ likelihood over all candidates), and the weights multiply by the evidence Σ pri
 embedding log-likelihood κ·cos(e, μ) (κ·cos_new for a new speaker), location log N(z; x, P + qΔt
 + r) (N(z; 0, p0 + r) for a new speaker), mixed with a small chance that a known talker has
 relocated anywhere while silent (then their track restarts at the observation). Systematic resampling when the effective sample size
-falls below `ess` × N.
+falls below `ess` × N. With `proposal = "beam"` (the default: on the dev meetings it was as good
+or better and, unlike sampling, gives the same answer every run) the selection is
+deterministic instead: every (particle, candidate) child is scored and the N best survive.
 
 Labels are those of the highest-weight particle. Each particle keeps its last `horizon` steps
 of choices, so when the best hypothesis changes its mind about the recent past the stream
@@ -54,7 +56,7 @@ class OnlineConfig:
     step: float = 0.5  # s of audio per filter step
     window: float = 1.5  # s of audio embedded at each step
     min_speech: int = 2  # speech DOA frames a step needs to count as speech
-    n_particles: int = 48
+    n_particles: int = 16
     max_speakers: int = 8
     p_stay: float = 0.92  # stay with the active speaker (after speech)
     p_stay_after_pause: float = 0.5  # stay with the last speaker after a silent step
@@ -63,9 +65,10 @@ class OnlineConfig:
     cos_new: float = 0.35  # cosine a new speaker is assumed to reach
     loc_weight: float = 1.0  # scale of the location log-likelihood
     relocate: float = 0.02  # chance that a known talker's direction is anywhere (walked off)
-    motion: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.004, r=0.004))
+    motion: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.01, r=0.004))
     r_spread: float = 0.2  # observation noise added × (share of frames away from the direction)
-    ess: float = 0.5  # resample below this fraction of N
+    ess: float = 0.5  # resample below this fraction of N (proposal "sample")
+    proposal: str = "beam"  # "beam": the N best children (deterministic); "sample": optimal proposal + resampling
     horizon: float = 8.0  # s within which labels can be revised
     overlap: OverlapConfig = field(default_factory=OverlapConfig)  # second talker from DOA
     seed: int = 0
@@ -132,6 +135,8 @@ class DiariserStream:
         self.rng = np.random.default_rng(cfg.seed)
         self.H = max(1, int(round(cfg.horizon / cfg.step)))
         self.p = _Particles(cfg.n_particles, cfg.max_speakers, self.embedder.dim, self.H)
+        if cfg.proposal == "beam":  # one live hypothesis to start from; the others are empty slots
+            self.p.logw[1:] = -np.inf
         self.ring = np.zeros(int(cfg.window * sample_rate), np.float32)  # mono, last `window` s
         self.n_samples = 0  # samples accepted
         self.next_step = cfg.step  # stream time at which the next step closes
@@ -301,12 +306,22 @@ class DiariserStream:
         # Locally optimal proposal over [known slots..., new].
         logits = np.concatenate([np.where(known, np.log(prior + 1e-300) + ll, -np.inf),
                                  (np.log(p_new + 1e-300) + ll_new)[:, None]], axis=1)
-        m = logits.max(axis=1, keepdims=True)
-        w = np.exp(logits - m)
-        tot = w.sum(axis=1)
-        p.logw = p.logw + np.log(tot) + m[:, 0]
-        u = self.rng.random(N)[:, None]
-        choice = (np.cumsum(w / tot[:, None], axis=1) < u).sum(axis=1)
+        if cfg.proposal == "beam":
+            # Deterministic selection: every (particle, candidate) child is scored and the N
+            # best distinct children survive — no sampling noise, no duplicate particles.
+            child = (p.logw[:, None] + logits).ravel()
+            top = np.argsort(-child, kind="stable")[:N]
+            p.take(top // (S + 1))
+            p.logw = child[top]
+            choice = top % (S + 1)
+            (known, reloc) = (known[top // (S + 1)], reloc[top // (S + 1)])
+        else:
+            m = logits.max(axis=1, keepdims=True)
+            w = np.exp(logits - m)
+            tot = w.sum(axis=1)
+            p.logw = p.logw + np.log(tot) + m[:, 0]
+            u = self.rng.random(N)[:, None]
+            choice = (np.cumsum(w / tot[:, None], axis=1) < u).sum(axis=1)
         new = choice == S
         choice = np.where(new, p.n_spk, choice)
         rows = np.arange(N)
@@ -331,8 +346,8 @@ class DiariserStream:
         p.logw -= p.logw.max()
         w = np.exp(p.logw)
         w /= w.sum()
-        p.logw = np.log(w + 1e-300)
-        if 1.0 / (w ** 2).sum() < cfg.ess * N:
+        p.logw = np.where(w > 0, np.log(np.maximum(w, 1e-300)), -np.inf)
+        if cfg.proposal != "beam" and 1.0 / (w ** 2).sum() < cfg.ess * N:
             pos = (self.rng.random() + np.arange(N)) / N
             p.take(np.minimum(np.searchsorted(np.cumsum(w), pos), N - 1))
 

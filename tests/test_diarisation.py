@@ -117,9 +117,10 @@ def test_kalman_loglik_matches_filterpy_log_likelihood():
 
 
 @needs_speech
-def test_online_diariser_two_speakers(two_speaker_scene):
+@pytest.mark.parametrize("proposal", ["beam", "sample"])
+def test_online_diariser_two_speakers(two_speaker_scene, proposal):
     scene = two_speaker_scene
-    d = OnlineDiariser(OnlineConfig())
+    d = OnlineDiariser(OnlineConfig(proposal=proposal, n_particles=16 if proposal == "beam" else 48))
     ds = d.new_stream(scene.geometry, 16000)
     events = []
     for i in range(0, len(scene.audio), 2048):  # chunks that do not line up with steps
