@@ -29,9 +29,10 @@ STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
 SAMPLES = REPO / "clients" / "web" / "samples"
 REFERENCE = json.loads((SAMPLES / "meeting.json").read_text())
 
-# The bound is set from what the shipped model measures on this sample (see the module
-# docstring of clients/ and the report): measured WER + a margin for decoding jitter.
-WER_BOUND = 0.6
+# Bounds from what the shipped model measures on each sample (greedy decoding is
+# deterministic; the margin covers chunking differences between pacings and machines).
+WER_BOUNDS = {"meeting": 0.6, "corpus-meeting": 0.6}
+WER_BOUND = WER_BOUNDS["meeting"]
 
 pytestmark = pytest.mark.skipif(not STORE.is_dir(), reason=f"no model store at {STORE}")
 
@@ -40,8 +41,8 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^A-Z' ]", " ", text.upper()).split())
 
 
-def wer(hyp: str) -> float:
-    return jiwer.wer(normalise(REFERENCE["text"]), normalise(hyp) or "<empty>")
+def wer(hyp: str, reference: str = REFERENCE["text"]) -> float:
+    return jiwer.wer(normalise(reference), normalise(hyp) or "<empty>")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -70,29 +71,31 @@ def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_cli_transcribes_the_sample_meeting(live_server, tmp_path):
-    out = _cli(str(SAMPLES / "meeting.flac"), "--url", f"127.0.0.1:{live_server}", "--speed", "0",
+@pytest.mark.parametrize("sample", sorted(WER_BOUNDS))
+def test_cli_transcribes_the_sample_meeting(live_server, tmp_path, sample):
+    reference = json.loads((SAMPLES / f"{sample}.json").read_text())
+    out = _cli(str(SAMPLES / f"{sample}.flac"), "--url", f"127.0.0.1:{live_server}", "--speed", "0",
                "--json", str(tmp_path / "t.json"), "--srt", str(tmp_path / "t.srt"), "--rttm", str(tmp_path / "t.rttm"))
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
     result = json.loads((tmp_path / "t.json").read_text())
-    score = wer(result["text"])
-    print(f"WER {score:.3f} on the sample meeting; hyp: {result['text']}")
-    assert score <= WER_BOUND, (score, result["text"])
+    score = wer(result["text"], reference["text"])
+    print(f"WER {score:.3f} on {sample}; hyp: {result['text']}")
+    assert score <= WER_BOUNDS[sample], (score, result["text"])
     # every final printed as one line with times; the JSON's segments are those lines
     lines = [l for l in out.stdout.splitlines() if l.startswith("[")]
     assert len(lines) == len([s for s in result["segments"] if s["words"]]) >= 1
     assert re.match(r"\[\d\d:\d\d\.\d – \d\d:\d\d\.\d\] ", lines[0])
     words = [w for s in result["segments"] for w in s["words"]]
-    assert all(0.0 <= w["conf"] <= 1.0 and 0.0 <= w["start"] <= w["end"] <= REFERENCE["duration"] + 0.5 for w in words)
+    assert all(0.0 <= w["conf"] <= 1.0 and 0.0 <= w["start"] <= w["end"] <= reference["duration"] + 0.5 for w in words)
     srt = (tmp_path / "t.srt").read_text()
     assert re.search(r"^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n", srt, re.M)
     stats = result["stats"]
-    assert stats["audio_seconds"] == pytest.approx(REFERENCE["duration"], abs=0.01)
+    assert stats["audio_seconds"] == pytest.approx(reference["duration"], abs=0.01)
     assert stats["server_rtf"] is not None and stats["server_rtf"] > 0
     for line in (tmp_path / "t.rttm").read_text().splitlines():  # empty when diarisation is off
         f = line.split()
-        assert f[0] == "SPEAKER" and f[1] == "meeting" and float(f[4]) >= 0
+        assert f[0] == "SPEAKER" and f[1] == sample and float(f[4]) >= 0
 
 
 @pytest.mark.slow
