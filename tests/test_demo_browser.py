@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
-    pytest.mark.skipif(not STORE.is_dir(), reason=f"no model store at {STORE}"),
+    pytest.mark.skipif(not (STORE / "default").is_dir(), reason=f"no default model in {STORE}"),
 ]
 
 

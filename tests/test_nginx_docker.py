@@ -130,8 +130,8 @@ def _wait_for_log(log: Path, n: int, timeout: float = 10.0) -> list[str]:
 def test_two_replicas_behind_nginx(tmp_path):
     if not shutil.which("nginx"):
         pytest.skip("nginx not installed (Debian nginx-light)")
-    if not STORE.is_dir():
-        pytest.skip(f"no model store at {STORE}")
+    if not (STORE / "default").is_dir():
+        pytest.skip(f"no default model in {STORE}")
     ports = [free_port(), free_port()]
     replicas = [_start_replica(p, tmp_path) for p in ports]
     nginx = None
