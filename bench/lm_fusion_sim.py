@@ -83,13 +83,19 @@ def collate(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, fl
 
 
-def train_base(tok: Tokenizer, ch: Channel, minutes: float, out: Path, batch: int = 16) -> Transducer:
+def train_base(tok: Tokenizer, ch: Channel, minutes: float, out: Path, batch: int = 16,
+               resume: bool = False) -> Transducer:
     torch.manual_seed(0)
     rng, prng = np.random.default_rng(1), random.Random(1)
     train = texts("train", SOURCE_DOMAINS)
-    model = make_model(tok.vocab_size)
+    model, step = make_model(tok.vocab_size), 0
+    if resume and out.exists():
+        model, blob = load_checkpoint(out)
+        model.train()
+        step = blob.get("step", 0)
+        rng, prng = np.random.default_rng(step), random.Random(step)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
-    start, step = time.monotonic(), 0
+    start = time.monotonic()
     while (time.monotonic() - start) / 60 < minutes:
         part = prng.sample(train, batch)
         x, fl = collate([ch(t, rng) for t in part])
@@ -108,7 +114,7 @@ def train_base(tok: Tokenizer, ch: Channel, minutes: float, out: Path, batch: in
         opt.step()
         step += 1
         if step % 100 == 0:
-            print(f"step {step} {(time.monotonic() - start) / 60:.1f} min", {k: round(float(v), 3) for k, v in losses.items()}, flush=True)
+            print(f"step {step} {(time.monotonic() - start) / 60:.1f} min", {k: round(v.item(), 3) for k, v in losses.items()}, flush=True)
     model.eval()
     save_checkpoint(out, model, {"tokenizer": tok.proto, "step": step, "train_config": {"domains": SOURCE_DOMAINS}})
     return model
@@ -133,13 +139,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--noise", type=float, default=1.0)
     p.add_argument("--n", type=int, default=100, help="utterances per test set")
     p.add_argument("--reuse", action="store_true", help="reuse OUT/base.pt if present")
+    p.add_argument("--resume", action="store_true", help="train OUT/base.pt for --minutes more")
+    p.add_argument("--rtf-only", action="store_true", help="only time greedy vs beam 4 + ILME on OUT/base.pt")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer.load(args.tokenizer)
     ch = Channel(args.noise)
     base_path = OUT / "base.pt"
-    model = load_checkpoint(base_path)[0] if args.reuse and base_path.exists() else train_base(tok, ch, args.minutes, base_path)
+    if args.rtf_only:
+        return sim_rtf(load_checkpoint(base_path)[0], tok, ch, args.lm)
+    if args.reuse and base_path.exists():
+        model = load_checkpoint(base_path)[0]
+    else:
+        model = train_base(tok, ch, args.minutes, base_path, resume=args.resume)
     lm = load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto)
     rng = np.random.default_rng(123)
     bible = texts("test", ("bible",))
@@ -231,6 +244,29 @@ def sim_hotwords(search, tok, data, base, ilme) -> dict:
         runs[label] = hotword_recall(d.refs, hyps, set(words)) | {"wer": wer(d.refs, hyps)}
         print(" ", label, runs[label], flush=True)
     return {"set": "sim_bible_test", "n_words": len(words), "score": 1.5, "runs": runs}
+
+
+def sim_rtf(model: Transducer, tok: Tokenizer, ch: Channel, lm_path: str, n: int = 30) -> None:
+    """Search cost on a trained transducer: encoder + greedy vs encoder + beam 4 + ILME + LM, one
+    utterance at a time, 1 thread (10 ms feature frames, so 100 frames = 1 s)."""
+    det_path = RESULTS / "lm_fusion_sim_details.json"
+    det = json.loads(det_path.read_text())
+    o = DecodingOptions.from_dict(det["tuned"]["ilme"])
+    search = BeamSearch(TransducerSearchView(model), load_external_lm(lm_path, model.cfg.vocab_size, tokenizer=tok.proto))
+    rng = np.random.default_rng(5)
+    feats = [ch(t, rng) for t in texts("test", ("bible",))[:n]]
+    secs = sum(f.shape[0] for f in feats) / 100
+    times = {}
+    for label in ("greedy", "beam_ilme"):
+        t0 = time.perf_counter()
+        for f in feats:
+            d = encode(model, [f], [""])
+            decode_greedy(model, tok, d, 1) if label == "greedy" else decode_beam(search, tok, d, o, batch=1)
+        times[label] = (time.perf_counter() - t0) / secs
+    det["rtf"] = {k: round(v, 4) for k, v in times.items()} | {"ratio": round(times["beam_ilme"] / times["greedy"], 2),
+                                                               "options": o.to_dict()}
+    det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
+    print(det["rtf"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""Combine the speech and simulated-channel LM-fusion runs into bench/results/lm_fusion.{json,md}.
+
+    python -m bench.lm_fusion_report --real DIR   # DIR: where `bench.lm_fusion --out DIR` wrote
+
+`lm_fusion.json` keeps the issue's shape, `{test_set: {method: {"wer": %}}}`; the simulated sets
+are named `sim_*`. The table says which numbers come from which model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bench.lm_fusion import RESULTS, table
+
+METHODS = ["greedy", "beam", "sf", "ilme", "mwer", "mwer_sf", "mwer_ilme"]
+
+
+def _rows(results: dict) -> list[str]:
+    out = ["| test set | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+    for name, row in results.items():
+        out.append(f"| {name} | " + " | ".join(f"{row[m]['wer']:.1f}" if m in row else "–" for m in METHODS) + " |")
+    return out
+
+
+def sim_section(res: dict, det: dict) -> str:
+    t = det["tuned"]
+    lines = ["# Simulated channel (transducer trained here on non-bible text; bible LM)", "",
+             f"Noise {det['noise']}; λ's tuned on sim_bible_dev: SF λ_T={t['sf']['lm_weight']}, ILME "
+             f"λ_T={t['ilme']['lm_weight']} λ_I={t['ilme']['ilm_weight']}. Sizes: {det['sizes']}.", ""]
+    lines += _rows(res)
+    if det.get("mwer"):
+        lines += ["", "MWER fine-tunes (same base, same steps; decoded with their training λ's):", "",
+                  "| variant | λ_T | λ_I | steps | MWER loss first→last |", "|---|---|---|---|---|"]
+        for k, v in det["mwer"].items():
+            lines.append(f"| {k} | {v['lm_weight']} | {v['ilm_weight']} | {v['steps']} | "
+                         f"{v['mwer_loss_first_last'][0]} → {v['mwer_loss_first_last'][1]} |")
+    if det.get("lambda_sensitivity"):
+        lines += ["", "λ sensitivity (sim_bible_dev WER, λ's ×0.5 / ×1 / ×1.5):", "",
+                  "| model | ×0.5 | ×1 | ×1.5 | spread |", "|---|---|---|---|---|"]
+        for k, v in det["lambda_sensitivity"].items():
+            w = v["wer"]
+            lines.append(f"| {k} | {w['x0.5']:.1f} | {w['x1.0']:.1f} | {w['x1.5']:.1f} | {v['spread']:.1f} |")
+    hw = det.get("hotwords")
+    if hw:
+        lines += ["", f"Hotwords on {hw['set']} ({hw['n_words']} rare words, bonus {hw['score']}/token):", "",
+                  "| decoding | recall % | WER % |", "|---|---|---|"]
+        for k, v in hw["runs"].items():
+            lines.append(f"| {k} | {v['recall']:.1f} | {v['wer']:.1f} |")
+    r = det.get("rtf")
+    if r:
+        lines += ["", f"Search cost on this trained model (1 thread, one utterance at a time, encoder + search): "
+                  f"greedy RTF {r['greedy']:.4f}, beam 4 + ILME + LSTM LM RTF {r['beam_ilme']:.4f}, "
+                  f"ratio {r['ratio']:.2f}× (target ≤ 2×)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--real", type=Path, required=True)
+    p.add_argument("--preface", type=Path, help="markdown put above the tables (what the numbers mean)")
+    args = p.parse_args(argv)
+    results: dict = {}
+    md = [args.preface.read_text()] if args.preface and args.preface.exists() else []
+    real = args.real / "lm_fusion.json"
+    if real.exists():
+        r = json.loads(real.read_text())
+        d = json.loads((args.real / "lm_fusion_details.json").read_text())
+        results |= r
+        md.append("# Speech (the session's ASR checkpoint)\n\n" + table(r, d).split("\n", 2)[2])
+        (RESULTS / "lm_fusion_details.json").write_text(json.dumps(d, indent=2) + "\n")
+    sim = RESULTS / "lm_fusion_sim.json"
+    if sim.exists():
+        s = json.loads(sim.read_text())
+        results |= s
+        md.append(sim_section(s, json.loads((RESULTS / "lm_fusion_sim_details.json").read_text())))
+    (RESULTS / "lm_fusion.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "lm_fusion.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
