@@ -1,6 +1,13 @@
 """Diarisation benchmark on the corpus' simulated meetings (`corpus meeting` recipe).
 
-    python -m bench.diarisation --corpus /work/data/corpus/meeting
+    python -m bench.diarisation --corpus /work/data/corpus/meeting --corpus /work/data/corpus/meeting-static
+
+The second corpus adds static-only meetings (the main set has only two without a walking
+talker), made with the corpus package's own recipe and held-out voices:
+
+    from corpus.recipes.meeting import MeetingConfig, build_meeting
+    build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-static"), count=6, min_minutes=2.0,
+                                max_minutes=2.5, p_moving=0.0, test_fraction=1.0, seed=7, workers=1))
 
 For every meeting: the offline steps (DOA, segments, embeddings) run once and feed the three
 clustering variants — `emb_ahc` (embeddings only), `stationary_ahc` (+ location, q = 0),
