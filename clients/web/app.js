@@ -206,6 +206,7 @@ function onMessage(ev) {
   switch (msg.type) {
     case "ready":
       state.model = msg.model;
+      state.ready = msg;
       for (const w of msg.warnings || []) note(w);
       setStatus(`streaming (${msg.stream_id})`);
       state.onReady?.();
@@ -231,6 +232,7 @@ function onMessage(ev) {
       if (msg.rtf != null) state.rtf = msg.rtf;
       setStatus(`done: ${msg.segments} segments, ${msg.words} words, ${msg.duration.toFixed(1)} s of audio`);
       state.ended = true;
+      state.end = msg;
       break;
   }
 }
