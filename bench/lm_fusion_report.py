@@ -36,6 +36,13 @@ def sim_section(res: dict, det: dict) -> str:
         for k, v in det["mwer"].items():
             lines.append(f"| {k} | {v['lm_weight']} | {v['ilm_weight']} | {v['steps']} | "
                          f"{v['mwer_loss_first_last'][0]} → {v['mwer_loss_first_last'][1]} |")
+    c = det.get("mwer", {}).get("control")
+    if c:
+        lines += ["", "Control (the same 30 updates with the transducer loss alone), decoded like the base:", "",
+                  "| test set | beam | sf | ilme |", "|---|---|---|---|"]
+        for name in ("sim_bible_test", "sim_source_test"):
+            if name in c:
+                lines.append(f"| {name} | {c[name]['beam']:.1f} | {c[name]['sf']:.1f} | {c[name]['ilme']:.1f} |")
     if det.get("lambda_sensitivity"):
         lines += ["", "λ sensitivity (sim_bible_dev WER, λ's ×0.5 / ×1 / ×1.5):", "",
                   "| model | ×0.5 | ×1 | ×1.5 | spread |", "|---|---|---|---|---|"]

@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse", action="store_true", help="reuse OUT/base.pt if present")
     p.add_argument("--resume", action="store_true", help="train OUT/base.pt for --minutes more")
     p.add_argument("--rtf-only", action="store_true", help="only time greedy vs beam 4 + ILME on OUT/base.pt")
+    p.add_argument("--control-only", action="store_true",
+                   help="only the control fine-tune (transducer loss alone, same steps) on OUT/base.pt")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -149,19 +151,14 @@ def main(argv: list[str] | None = None) -> None:
     base_path = OUT / "base.pt"
     if args.rtf_only:
         return sim_rtf(load_checkpoint(base_path)[0], tok, ch, args.lm)
+    if args.control_only:
+        return control(args, tok, ch, base_path)
     if args.reuse and base_path.exists():
         model = load_checkpoint(base_path)[0]
     else:
         model = train_base(tok, ch, args.minutes, base_path, resume=args.resume)
     lm = load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto)
-    rng = np.random.default_rng(123)
-    bible = texts("test", ("bible",))
-    random.Random(0).shuffle(bible)
-    own = texts("test", ("fortunes", "meeting"))
-    random.Random(0).shuffle(own)
-    raw = {"sim_bible_dev": bible[: args.n // 2], "sim_bible_test": bible[args.n // 2: args.n // 2 + args.n],
-           "sim_source_test": own[: args.n]}
-    feats = {k: [ch(t, rng) for t in v] for k, v in raw.items()}
+    raw, feats = test_sets(ch, args.n)
     data = {k: encode(model, feats[k], raw[k]) for k in raw}
     search = BeamSearch(TransducerSearchView(model), lm)
     base = DecodingOptions(search="beam", beam_size=4)
@@ -191,14 +188,20 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(results, indent=1))
 
 
-def mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, results) -> tuple[dict, dict]:
+def mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, results,
+              variants: tuple[str, ...] = ("mwer", "mwer_sf", "mwer_ilme")) -> tuple[dict, dict]:
+    """MWER variants from one base (same data order, steps, lr); `control` = the same updates
+    with the transducer loss alone, to separate MWER's effect from simply training longer."""
     from training.mwer import MWERRecipe, MWERTrainer
 
     train = texts("train", SOURCE_DOMAINS)
     info, sens = {}, {}
-    for variant, o in (("mwer", replace(sf, lm_weight=0.0)), ("mwer_sf", sf), ("mwer_ilme", ilme)):
+    lambdas = {"mwer": replace(sf, lm_weight=0.0), "mwer_sf": sf, "mwer_ilme": ilme, "control": replace(sf, lm_weight=0.0)}
+    for variant in variants:
+        o = lambdas[variant]
         r = MWERRecipe(base=str(base_path), out=str(OUT / f"{variant}.pt"), lm=args.lm, lm_weight=o.lm_weight,
-                       ilm_weight=o.ilm_weight, beam_size=4, batch_utts=8, lr=1e-4, rnnt_weight=0.5)
+                       ilm_weight=o.ilm_weight, beam_size=4, batch_utts=8, lr=1e-4, rnnt_weight=0.5,
+                       mwer_weight=0.0 if variant == "control" else 1.0)
         tr = MWERTrainer(r, need_items=False)
         rng, prng = np.random.default_rng(7), random.Random(7)
         t0, hist = time.monotonic(), []
@@ -210,6 +213,13 @@ def mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, results) -> tu
                          "minutes": round((time.monotonic() - t0) / 60, 2),
                          "mwer_loss_first_last": [round(hist[0]["mwer"], 3), round(hist[-1]["mwer"], 3)]}
         s2 = BeamSearch(TransducerSearchView(tr.model), lm)
+        if variant == "control":  # the continued base decoded as the base is: beam, SF, ILME
+            for name in ("sim_bible_test", "sim_source_test"):
+                d = encode(tr.model, feats[name], raw[name])
+                info[variant][name] = {m: wer(d.refs, decode_beam(s2, tok, d, oo))
+                                       for m, oo in (("beam", o), ("sf", sf), ("ilme", ilme))}
+            print(variant, info[variant], flush=True)
+            continue
         for name in ("sim_bible_test", "sim_source_test", "sim_bible_dev"):
             d = encode(tr.model, feats[name], raw[name])
             w = wer(d.refs, decode_beam(s2, tok, d, o))
@@ -244,6 +254,29 @@ def sim_hotwords(search, tok, data, base, ilme) -> dict:
         runs[label] = hotword_recall(d.refs, hyps, set(words)) | {"wer": wer(d.refs, hyps)}
         print(" ", label, runs[label], flush=True)
     return {"set": "sim_bible_test", "n_words": len(words), "score": 1.5, "runs": runs}
+
+
+def control(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
+    """Rebuild the same test features (same seeds) and run the control fine-tune only."""
+    det_path = RESULTS / "lm_fusion_sim_details.json"
+    det = json.loads(det_path.read_text())
+    sf, ilme = (DecodingOptions.from_dict(det["tuned"][k]) for k in ("sf", "ilme"))
+    model = load_checkpoint(base_path)[0]
+    lm = load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto)
+    raw, feats = test_sets(ch, args.n)
+    info, _ = mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, {}, variants=("control",))
+    det["mwer"]["control"] = info["control"]
+    det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
+
+
+def test_sets(ch: Channel, n: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng(123)
+    bible = texts("test", ("bible",))
+    random.Random(0).shuffle(bible)
+    own = texts("test", ("fortunes", "meeting"))
+    random.Random(0).shuffle(own)
+    raw = {"sim_bible_dev": bible[: n // 2], "sim_bible_test": bible[n // 2: n // 2 + n], "sim_source_test": own[:n]}
+    return raw, {k: [ch(t, rng) for t in v] for k, v in raw.items()}
 
 
 def sim_rtf(model: Transducer, tok: Tokenizer, ch: Channel, lm_path: str, n: int = 30) -> None:

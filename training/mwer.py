@@ -110,6 +110,7 @@ class MWERRecipe:
     max_duration: float = 8.0
     batch_utts: int = 4
     rnnt_weight: float = 0.5  # interpolation with the transducer loss on the reference
+    mwer_weight: float = 1.0  # 0 = a control run: the same updates with the transducer loss alone
     lr: float = 2e-5
     clip_norm: float = 5.0
     max_steps: int = 100
@@ -193,7 +194,7 @@ class MWERTrainer:
         logits = m.joiner(enc.unsqueeze(2), pred.unsqueeze(1))
         l_rnnt = torchaudio.functional.rnnt_loss(logits, y.int(), enc_lens.int(), tl.int(), blank=BLANK,
                                                  reduction="sum") / tl.sum().clamp(min=1)
-        loss = l_mwer + r.rnnt_weight * l_rnnt
+        loss = r.mwer_weight * l_mwer + r.rnnt_weight * l_rnnt
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(m.parameters(), r.clip_norm))
