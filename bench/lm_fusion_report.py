@@ -30,6 +30,11 @@ def sim_section(res: dict, det: dict) -> str:
              f"Noise {det['noise']}; λ's tuned on sim_bible_dev: SF λ_T={t['sf']['lm_weight']}, ILME "
              f"λ_T={t['ilme']['lm_weight']} λ_I={t['ilme']['ilm_weight']}. Sizes: {det['sizes']}.", ""]
     lines += _rows(res)
+    lr = det.get("sf_length_reward")
+    if lr:
+        lines += ["", f"SF with a tuned length reward (the usual remedy for SF's deletions; λ_T={lr['lm_weight']}, "
+                  f"reward {lr['length_reward']}/token): sim_bible_test {lr['sim_bible_test']:.1f}, "
+                  f"sim_source_test {lr['sim_source_test']:.1f} — still far behind ILME on the cross-domain set."]
     if det.get("mwer"):
         lines += ["", "MWER fine-tunes (same base, same steps; decoded with their training λ's):", "",
                   "| variant | λ_T | λ_I | steps | MWER loss first→last |", "|---|---|---|---|---|"]
