@@ -204,6 +204,8 @@ class BeamSearch:
         src, toks_t = torch.tensor([srcs, toks]).unbind(0)
         s.tokens, s.frames, s.probs, s.nodes = tokens, frames, probs, nodes
         s.total, s.am, s.lm, s.ilm, s.hot = torch.tensor([tot, am, lm, ilm, hot]).unbind(0)
+        if srcs == list(range(len(prev))):  # same hypotheses in the same rows: nothing to reorder
+            return src, toks_t
         s.pred_out = s.pred_out.index_select(0, src)
         s.pred_state = self.view.select_state(s.pred_state, src)
         if s.lm_rows is not None:
