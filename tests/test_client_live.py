@@ -21,7 +21,7 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from conftest import REPO, free_port, start_server, wait_http
+from conftest import REPO, SHARED_DATA, free_port, start_server, wait_http
 
 # The model store the servers load (MINUTES_MODEL_STORE, as `minutes serve` reads it).
 STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
@@ -34,7 +34,35 @@ REFERENCE = json.loads((SAMPLES / "meeting.json").read_text())
 WER_BOUNDS = {"meeting": 0.6, "corpus-meeting": 0.6}
 WER_BOUND = WER_BOUNDS["meeting"]
 
-pytestmark = pytest.mark.skipif(not (STORE / "default").is_dir(), reason=f"no default model in {STORE}")
+SHIPPED = (STORE / "default").is_dir()
+
+
+def tiny_store(folder: Path) -> Path:
+    """A model store holding a tiny random-init streaming transducer as `default`: for tests of
+    the client, the page and the proxy (not of the model) on a checkout without a trained one.
+    It emits (nonsense) words with times and confidences; the diariser labels them as usual."""
+    import torch
+
+    from compression.store import ModelStore
+    from decoding.tokenizer import Tokenizer
+    from models.encoder import EncoderConfig
+    from models.transducer import Transducer, TransducerConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    prompts = SHARED_DATA / "speechocean762-train" / "text"
+    texts = [line.split("\t", 1)[1] for line in prompts.read_text().splitlines()] if prompts.exists() else \
+        [t["text"] for s in ("meeting", "corpus-meeting") for t in json.loads((SAMPLES / f"{s}.json").read_text())["turns"]]
+    tok = Tokenizer.train(texts, 64, folder / "tok")
+    cfg = TransducerConfig(vocab_size=tok.vocab_size, embed_dim=64, pred_dim=64, joint_dim=64,
+                           encoder=EncoderConfig(d_model=64, n_layers=2, n_heads=2, subsample_channels=16))
+    save_checkpoint(folder / "src" / "model.pt", Transducer(cfg), {"tokenizer": tok.proto})
+    ModelStore(folder / "store").publish(folder / "src", "default", "transducer", description="random init (tests)")
+    return folder / "store"
+
+
+def store_for_plumbing(tmp_path_factory) -> Path:
+    """The shipped default model when the checkout has one, else `tiny_store`."""
+    return STORE if SHIPPED else tiny_store(tmp_path_factory.mktemp("tinymodel"))
 
 
 def normalise(text: str) -> str:
@@ -55,9 +83,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def live_server():
+def plumbing_store(tmp_path_factory) -> Path:
+    return store_for_plumbing(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def live_server(plumbing_store):
     port = free_port()
-    proc = start_server([], port)
+    proc = start_server(["--model-store", str(plumbing_store)], port)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
         yield port
@@ -80,8 +113,9 @@ def test_cli_transcribes_the_sample_meeting(live_server, tmp_path, sample):
     assert "Traceback" not in out.stderr
     result = json.loads((tmp_path / "t.json").read_text())
     score = wer(result["text"], reference["text"])
-    print(f"WER {score:.3f} on {sample}; hyp: {result['text']}")
-    assert score <= WER_BOUNDS[sample], (score, result["text"])
+    print(f"WER {score:.3f} on {sample} ({'shipped' if SHIPPED else 'tiny random'} model); hyp: {result['text']}")
+    if SHIPPED:  # a random-init model's words say nothing about quality
+        assert score <= WER_BOUNDS[sample], (score, result["text"])
     # every final printed as one line with times; the JSON's segments are those lines
     lines = [l for l in out.stdout.splitlines() if l.startswith("[")]
     assert len(lines) == len([s for s in result["segments"] if s["words"]]) >= 1
@@ -110,7 +144,7 @@ def test_cli_reports_server_refusals_cleanly(live_server):
 
 
 @pytest.mark.slow
-def test_client_reconnects_after_a_server_restart():
+def test_client_reconnects_after_a_server_restart(plumbing_store):
     """Kill the server 8 s into the stream, start it again: the client backs off, reconnects,
     re-sends the audio since its last final, and the transcript reads as well as an
     uninterrupted run's (measured first, on the same server)."""
@@ -119,13 +153,14 @@ def test_client_reconnects_after_a_server_restart():
     from clients.events import End, Final, Ready
 
     port = free_port()
-    procs = [start_server([], port)]
+    args = ["--model-store", str(plumbing_store)]
+    procs = [start_server(args, port)]
     restarted = threading.Event()
 
     def restart() -> None:
         procs[0].kill()  # abrupt: no close frame, the client sees the connection drop
         procs[0].wait()
-        procs.append(start_server([], port))
+        procs.append(start_server(args, port))
         restarted.set()
 
     async def run(client: StreamingClient, kill_at: float | None):
@@ -162,5 +197,5 @@ def test_client_reconnects_after_a_server_restart():
     assert starts == sorted(starts), "times continue after the reconnect"
     assert all(0 <= w.start <= w.end <= REFERENCE["duration"] + 0.5 for s in finals for w in s.words)
     clean_wer = wer(" ".join(s.text for s in clean))
-    if clean_wer <= WER_BOUND:  # the comparison says something only when the model reads the sample
+    if SHIPPED and clean_wer <= WER_BOUND:  # the comparison says something only when the model reads the sample
         assert wer(" ".join(s.text for s in finals)) <= clean_wer + 0.15

@@ -6,7 +6,6 @@ directions, and the latency/RTF read-outs fill in. The screenshot lands in bench
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,9 +15,8 @@ import httpx
 import pytest
 
 from conftest import REPO, free_port, start_server, wait_http
+from test_client_live import store_for_plumbing
 
-# The model store the servers load (MINUTES_MODEL_STORE, as `minutes serve` reads it).
-STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -29,14 +27,14 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
-    pytest.mark.skipif(not (STORE / "default").is_dir(), reason=f"no default model in {STORE}"),
 ]
 
 
 @pytest.fixture(scope="module")
-def demo_server():
+def demo_server(tmp_path_factory):
+    store = store_for_plumbing(tmp_path_factory)
     port = free_port()
-    proc = start_server([], port)
+    proc = start_server(["--model-store", str(store)], port)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
         yield f"http://127.0.0.1:{port}"

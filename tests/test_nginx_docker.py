@@ -24,7 +24,6 @@ from conftest import REPO, free_port, wait_http
 
 DOCKER = REPO / "docker"
 SAMPLE = REPO / "clients" / "web" / "samples" / "meeting.flac"
-STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
 
 
 def test_dockerfile_lints_clean():
@@ -80,13 +79,13 @@ def render_nginx(tmp: Path, listen: int, upstreams: list[int]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _start_replica(port: int, data: Path) -> subprocess.Popen:
+def _start_replica(port: int, data: Path, store: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
         "MINUTES_HOST": "127.0.0.1",
         "MINUTES_PORT": str(port),
-        "MINUTES_MODEL_STORE": str(STORE),
+        "MINUTES_MODEL_STORE": str(store),
         "MINUTES_JOBS_DB": str(data / "jobs.sqlite"),  # shared, as the compose volume is
         "MINUTES_JOBS_DIR": str(data / "jobs"),
         "OMP_NUM_THREADS": "1",
@@ -127,13 +126,14 @@ def _wait_for_log(log: Path, n: int, timeout: float = 10.0) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_replicas_behind_nginx(tmp_path):
+def test_two_replicas_behind_nginx(tmp_path, tmp_path_factory):
     if not shutil.which("nginx"):
         pytest.skip("nginx not installed (Debian nginx-light)")
-    if not (STORE / "default").is_dir():
-        pytest.skip(f"no default model in {STORE}")
+    from test_client_live import store_for_plumbing
+
+    store = store_for_plumbing(tmp_path_factory)
     ports = [free_port(), free_port()]
-    replicas = [_start_replica(p, tmp_path) for p in ports]
+    replicas = [_start_replica(p, tmp_path, store) for p in ports]
     nginx = None
     try:
         for p in ports:
