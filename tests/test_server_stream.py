@@ -193,23 +193,30 @@ def test_stream_ready_events_and_bad_input_mid_stream(server):
     check_stream_events([e for e in events if e["type"] != "error"], len(x) / 16000)
 
 
-def test_real_speech_partials_and_finals(server, model_store):
-    if not model_store[1]:
-        pytest.skip("content checks need the trained model in store/default")
-    import jiwer
+def test_streamed_finals_are_the_recognisers_own_words(server, model_store):
+    """Framing, the batching worker and endpointing in the server change nothing: a stream's
+    finals are exactly the words the recogniser gives offline for the same audio (any model,
+    so this holds for the tiny one too); the trained model must also say something."""
+    import torch
 
-    x = speech_with_pauses()
+    from decoding.recogniser import Recogniser
+
+    torch.set_num_threads(1)
+    rec = Recogniser.load(ModelStore(model_store[0]).resolve("default")[0])
+    x = speech_with_pauses().astype(np.float32)
+    want = [(w.text, w.start, w.end) for w in rec.transcribe(x)]
     with ws(server) as conn:
-        conn.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        conn.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_f32le"}))
         assert json.loads(conn.recv(timeout=30))["type"] == "ready"
-        send_audio(conn, x, 1600)
+        send_audio(conn, x, 1600, "<f4")
         conn.send(json.dumps({"type": "stop"}))
         events, code = drain(conn)
-    end = check_stream_events(events, len(x) / 16000)
-    finals = [e for e in events if e["type"] == "final"]
-    assert any(e["type"] == "partial" for e in events) and len(finals) >= 2  # pauses close segments
-    ref = " ".join(reference(n) for n in CLIPS)
-    assert jiwer.wer(ref, end["text"]) < 0.6, (ref, end["text"])
+    assert code == 1000
+    check_stream_events(events, len(x) / 16000)
+    got = [(w["text"], w["start"], w["end"]) for e in events if e["type"] == "final" for w in e["words"]]
+    assert got == want
+    if model_store[1]:  # the trained model: real speech gives words and partials before them
+        assert got and any(e["type"] == "partial" for e in events)
 
 
 def test_vosk_client_from_the_vosk_documentation(server, model_store, tmp_path):
@@ -396,10 +403,14 @@ def test_rest_transcription_formats_and_diarised_upload(server, model_store):
     body = r.json()
     assert abs(body["duration"] - len(clip(name)) / 16000) < 0.01 and body["model"]["name"] == "default"
     assert body["text"] == " ".join(s["text"] for s in body["segments"] if s["words"])
-    if model_store[1]:
-        import jiwer
+    import torch
 
-        assert jiwer.wer(reference(name), body["text"]) < 0.6
+    from decoding.recogniser import Recogniser
+
+    torch.set_num_threads(1)
+    rec = Recogniser.load(ModelStore(model_store[0]).resolve("default")[0])
+    want = [(w.text, w.start, w.end) for w in rec.transcribe(clip(name))]
+    assert [(w["text"], w["start"], w["end"]) for s in body["segments"] for w in s["words"]] == want
     for fmt, head in [("srt", "1\n00:00:"), ("vtt", "WEBVTT\n"), ("txt", ""), ("rttm", "")]:
         r = httpx.post(f"{base}/v1/transcriptions", files={"file": ("a.flac", data)}, data={"format": fmt}, timeout=120)
         assert r.status_code == 200 and r.text.startswith(head), (fmt, r.text[:80])
