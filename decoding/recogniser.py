@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from decoding.greedy import Emission, greedy_search
+from decoding.options import DecodingOptions  # one options object (docs/notes/lm-to-asr.md)
+from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from minutes.types import Word
 from models.encoder import EncoderState
@@ -32,17 +35,6 @@ from models.features import FbankConfig, fbank
 from models.transducer import PredictorState, Transducer, load_checkpoint
 
 __all__ = ["DecodingOptions", "Recogniser", "Stream", "StreamResult", "find_model"]
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    """Per-stream decoding choices (override per call with `dataclasses.replace`)."""
-
-    decoder: str = ""  # "transducer" | "ctc" (the auxiliary head, best path); "" = the model's default
-    max_symbols_per_frame: int = 3  # tokens the greedy search may emit on one frame
-    endpoint_trailing_blank: float = 1.0  # s without a token after a word -> endpoint
-    endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
-    endpoint_max_segment: float = 20.0  # s: a segment this long is closed
 
 
 @dataclass(frozen=True)
@@ -70,6 +62,7 @@ class Stream:
     finished: bool = False
     flushed: bool = False  # finished and everything decoded
     ctc_prev: int = 0  # CTC best-path token of the previous frame (blank = 0)
+    beam: Any = None  # BeamStream when a transducer stream asks for beam search or hotwords
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
         """Float32 mono at the recogniser's sample rate, any length."""
@@ -88,11 +81,16 @@ class Stream:
         words = self._words()
         text = " ".join(w.text for w in words)
         stable = len(text) if self.flushed else len(" ".join(w.text for w in words[:-1]))
+        if self.beam is not None and not self.flushed:  # beam: only what every hypothesis shares
+            n = self._rec.beam.stable_tokens(self)
+            stable = min(stable, len(" ".join(w.text for w in self._rec.words(self.emissions[:n])[:-1])))
         return StreamResult(text, tuple(words), tuple(e.token for e in self.emissions), stable)
 
     def reset_segment(self) -> list[Word]:
         """Close the current segment: its final words; the next segment starts afresh
         (predictor back to the sentence start), times still count from the stream start."""
+        if self.beam is not None:
+            self.emissions = self._rec.beam.reset(self)
         words = self._words()
         self.emissions = []
         self.segment_start = self.frames_done
@@ -117,7 +115,8 @@ class Stream:
 class Recogniser:
     """Loaded once per process; `decode_streams` serves any number of streams."""
 
-    def __init__(self, model: Transducer, tokenizer: Tokenizer, meta: dict | None = None) -> None:
+    def __init__(self, model: Transducer, tokenizer: Tokenizer, meta: dict | None = None,
+                 beam: BeamDecoding | None = None) -> None:
         self.model = model.eval()
         self.tok = tokenizer
         self.meta = meta or {}
@@ -133,6 +132,8 @@ class Recogniser:
         self.default_decoder = self.meta.get("decoder") or self.meta.get("extra", {}).get("decoder", "transducer")
         v = tokenizer.vocab_size
         self._pieces = [""] + [tokenizer.piece(i) for i in range(1, v)]
+        self.options = DecodingOptions.from_dict(self.meta.get("decoding"))  # the model's defaults
+        self.beam = beam or BeamDecoding(model, tokenizer)
         if model.cfg.ctc_units == "chars":
             chars = CharTokenizer()
             self._ctc_pieces = [""] + [chars.piece(i) for i in range(1, chars.vocab_size)]
@@ -149,15 +150,19 @@ class Recogniser:
         manifest = path.parent / "manifest.json"
         if manifest.exists():
             meta = json.loads(manifest.read_text())
-        return cls(model, Tokenizer(blob["tokenizer"]), meta)
+        tok = Tokenizer(blob["tokenizer"])
+        return cls(model, tok, meta, BeamDecoding.for_model_dir(model, tok, path.parent))
 
     def new_stream(self, options: DecodingOptions | None = None) -> Stream:
-        return Stream(
-            options=options or DecodingOptions(),
+        s = Stream(
+            options=options or self.options,
             enc_state=self.model.initial_encoder_state(1),
             pred_state=self.model.initial_predictor_state(1),
             _rec=self,
         )
+        if self.decoder_of(s) != "ctc" and BeamDecoding.wants(s.options):
+            s.beam = self.beam.new(s.options)
+        return s
 
     def is_ready(self, s: Stream) -> bool:
         if s.flushed:
@@ -193,6 +198,10 @@ class Recogniser:
             if ctc:
                 self._ctc_search([ss[i] for i in ctc], enc[ctc])
             rnnt = [i for i in range(len(ss)) if i not in set(ctc)]
+            beam = [i for i in rnnt if ss[i].beam is not None]
+            if beam:
+                self.beam.decode([ss[i] for i in beam], enc[beam], n)
+                rnnt = [i for i in rnnt if ss[i].beam is None]
             if rnnt:
                 self._transducer_search([ss[i] for i in rnnt], enc[rnnt])
             for s in ss:
