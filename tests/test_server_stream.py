@@ -75,7 +75,7 @@ def build_tiny_model(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory) -> tuple[Path, bool]:
     """(store root, whether it is the trained default model)."""
-    real = REPO / "store"
+    real = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))  # as the clients' tests read it
     if ModelStore(real).versions("default"):
         return real, True
     tmp = tmp_path_factory.mktemp("tinymodel")
@@ -256,12 +256,14 @@ def test_vosk_client_from_the_vosk_documentation(server, model_store, tmp_path):
     for w in words:
         assert set(w) == {"conf", "start", "end", "word"} and w["word"] == w["word"].lower()
         assert 0 <= w["start"] <= w["end"] and 0 <= w["conf"] <= 1
-    if model_store[1]:
-        import jiwer
+    import torch
 
-        text = " ".join(m["text"] for m in msgs if m.get("text"))
-        ref = " ".join(reference(n) for n in CLIPS[:2]).lower()
-        assert any(m.get("partial") for m in msgs) and jiwer.wer(ref, text) < 0.6, text
+    from decoding.recogniser import Recogniser
+
+    torch.set_num_threads(1)
+    rec = Recogniser.load(ModelStore(model_store[0]).resolve("default")[0])
+    want = [(w.text.lower(), w.start, w.end) for w in rec.transcribe(sf.read(path, dtype="float32")[0])]
+    assert [(w["word"], w["start"], w["end"]) for w in words] == want  # Vosk's words are the recogniser's
 
 
 def test_vosk_endpoint_errors_reset_and_path(server):
@@ -411,7 +413,8 @@ def test_rest_transcription_formats_and_diarised_upload(server, model_store):
     rec = Recogniser.load(ModelStore(model_store[0]).resolve("default")[0])
     want = [(w.text, w.start, w.end) for w in rec.transcribe(clip(name))]
     assert [(w["text"], w["start"], w["end"]) for s in body["segments"] for w in s["words"]] == want
-    for fmt, head in [("srt", "1\n00:00:"), ("vtt", "WEBVTT\n"), ("txt", ""), ("rttm", "")]:
+    said = bool(body["text"])  # a model may hear nothing: then srt/txt are empty, vtt just its header
+    for fmt, head in [("srt", "1\n00:00:" if said else ""), ("vtt", "WEBVTT\n"), ("txt", ""), ("rttm", "")]:
         r = httpx.post(f"{base}/v1/transcriptions", files={"file": ("a.flac", data)}, data={"format": fmt}, timeout=120)
         assert r.status_code == 200 and r.text.startswith(head), (fmt, r.text[:80])
         if fmt == "txt":
