@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse", action="store_true", help="reuse OUT/base.pt if present")
     p.add_argument("--resume", action="store_true", help="train OUT/base.pt for --minutes more")
     p.add_argument("--rtf-only", action="store_true", help="only time greedy vs beam 4 + ILME on OUT/base.pt")
+    p.add_argument("--sf-reward-only", action="store_true",
+                   help="only tune SF + length reward on sim_bible_dev and score it on the test sets")
     p.add_argument("--control-only", action="store_true",
                    help="only the control fine-tune (transducer loss alone, same steps) on OUT/base.pt")
     args = p.parse_args(argv)
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         return sim_rtf(load_checkpoint(base_path)[0], tok, ch, args.lm)
     if args.control_only:
         return control(args, tok, ch, base_path)
+    if args.sf_reward_only:
+        return sf_length_reward(args, tok, ch, base_path)
     if args.reuse and base_path.exists():
         model = load_checkpoint(base_path)[0]
     else:
@@ -267,6 +271,29 @@ def control(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
     info, _ = mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, {}, variants=("control",))
     det["mwer"]["control"] = info["control"]
     det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
+
+
+def sf_length_reward(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
+    """SF with a per-token length reward (the usual fix for SF's deletions), tuned on the dev set,
+    so that ILME is compared with the best SF, not with a handicapped one."""
+    det_path = RESULTS / "lm_fusion_sim_details.json"
+    det = json.loads(det_path.read_text())
+    model = load_checkpoint(base_path)[0]
+    search = BeamSearch(TransducerSearchView(model), load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto))
+    raw, feats = test_sets(ch, args.n)
+    data = {k: encode(model, feats[k], raw[k]) for k in raw}
+    base, dev = DecodingOptions(search="beam", beam_size=4), data["sim_bible_dev"]
+    rows = []
+    for lw in (0.1, 0.2, 0.3, 0.45):
+        for r in (0.5, 1.0, 2.0):
+            o = replace(base, lm_weight=lw, length_reward=r * lw)
+            rows.append((wer(dev.refs, decode_beam(search, tok, dev, o)), lw, r * lw))
+    w, lw, rew = min(rows)
+    o = replace(base, lm_weight=lw, length_reward=rew)
+    det["sf_length_reward"] = {"lm_weight": lw, "length_reward": rew, "dev": w, "grid": rows} | {
+        k: wer(data[k].refs, decode_beam(search, tok, data[k], o)) for k in ("sim_bible_test", "sim_source_test")}
+    det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
+    print(det["sf_length_reward"])
 
 
 def test_sets(ch: Channel, n: int) -> tuple[dict, dict]:
