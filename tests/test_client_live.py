@@ -29,9 +29,13 @@ STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
 SAMPLES = REPO / "clients" / "web" / "samples"
 REFERENCE = json.loads((SAMPLES / "meeting.json").read_text())
 
-# Bounds from what the shipped model measures on each sample (greedy decoding is
-# deterministic; the margin covers chunking differences between pacings and machines).
-WER_BOUNDS = {"meeting": 0.6, "corpus-meeting": 0.6}
+# Bounds from what the shipped model (store/default v1, an early CTC-character checkpoint its
+# manifest calls "not yet usable for transcription") measures on each sample, at 1x and as
+# fast as possible alike: WER 1.000 / 0.988 and CER 0.698 / 0.702 (meeting / corpus-meeting).
+# WER <= 1 catches insertion storms (a random-init model scores 3-40); the CER bound
+# (measured + 0.08) is the one that catches a client that drops or garbles audio.
+WER_BOUNDS = {"meeting": 1.0, "corpus-meeting": 1.0}
+CER_BOUNDS = {"meeting": 0.78, "corpus-meeting": 0.78}
 WER_BOUND = WER_BOUNDS["meeting"]
 
 SHIPPED = (STORE / "default").is_dir()
@@ -115,7 +119,9 @@ def test_cli_transcribes_the_sample_meeting(live_server, tmp_path, sample):
     score = wer(result["text"], reference["text"])
     print(f"WER {score:.3f} on {sample} ({'shipped' if SHIPPED else 'tiny random'} model); hyp: {result['text']}")
     if SHIPPED:  # a random-init model's words say nothing about quality
-        assert score <= WER_BOUNDS[sample], (score, result["text"])
+        cer = jiwer.cer(normalise(reference["text"]), normalise(result["text"]) or "<empty>")
+        print(f"CER {cer:.3f}")
+        assert score <= WER_BOUNDS[sample] and cer <= CER_BOUNDS[sample], (score, cer, result["text"])
     # every final printed as one line with times; the JSON's segments are those lines
     lines = [l for l in out.stdout.splitlines() if l.startswith("[")]
     assert len(lines) == len([s for s in result["segments"] if s["words"]]) >= 1
