@@ -122,3 +122,19 @@ def test_tiny_model_learns_real_speech_and_round_trips(tmp_path: Path):
         b, _ = again.encode(x, fl)
     assert torch.equal(a, b)
     assert greedy_decode_batch(model, x, fl) == greedy_decode_batch(again, x, fl)
+
+
+def tiny_recogniser(texts: list[str], folder):
+    """A recogniser over an untrained tiny model whose blank is discouraged, so that it emits
+    tokens (shared by the recogniser and beam-search tests)."""
+    from decoding.recogniser import Recogniser
+    from decoding.tokenizer import Tokenizer
+    from models.transducer import Transducer, save_checkpoint
+
+    torch.manual_seed(0)
+    tok = Tokenizer.train(texts * 20, 40, folder)
+    model = Transducer(tiny_config(tok.vocab_size)).eval()
+    with torch.no_grad():
+        model.joiner.out.bias[0] = -3.0
+    save_checkpoint(folder / "model.pt", model, {"tokenizer": tok.proto})
+    return Recogniser.load(folder)

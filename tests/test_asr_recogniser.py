@@ -13,11 +13,10 @@ import torch
 
 from decoding.greedy import greedy_decode_batch
 from decoding.recogniser import DecodingOptions, Recogniser
-from decoding.tokenizer import Tokenizer
 from minutes.types import Word
 from models.features import fbank
-from models.transducer import Transducer, save_checkpoint
-from test_asr_model import real_utterances, tiny_config
+from models.transducer import save_checkpoint
+from test_asr_model import real_utterances, tiny_config, tiny_recogniser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,15 +28,7 @@ def utts():
 
 @pytest.fixture(scope="module")
 def rec(utts, tmp_path_factory) -> Recogniser:
-    """An untrained tiny model whose blank is discouraged, so that it emits tokens."""
-    torch.manual_seed(0)
-    tmp = tmp_path_factory.mktemp("rec")
-    tok = Tokenizer.train([t for _, t in utts] * 20, 40, tmp)
-    model = Transducer(tiny_config(tok.vocab_size)).eval()
-    with torch.no_grad():
-        model.joiner.out.bias[0] = -3.0
-    save_checkpoint(tmp / "model.pt", model, {"tokenizer": tok.proto})
-    return Recogniser.load(tmp)
+    return tiny_recogniser([t for _, t in utts], tmp_path_factory.mktemp("rec"))
 
 
 def test_recogniser_words_are_typed_and_monotonic(rec: Recogniser, utts):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from decoding.options import DecodingOptions
 from decoding.recogniser import Recogniser
-from decoding.tokenizer import Tokenizer
-from models.transducer import Transducer, save_checkpoint
-from test_asr_model import real_utterances, tiny_config
+from test_asr_model import real_utterances, tiny_config, tiny_recogniser
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +16,7 @@ def utts():
 
 @pytest.fixture(scope="module")
 def rec(utts, tmp_path_factory) -> Recogniser:
-    torch.manual_seed(0)
-    tmp = tmp_path_factory.mktemp("rec")
-    tok = Tokenizer.train([t for _, t in utts] * 20, 40, tmp)
-    model = Transducer(tiny_config(tok.vocab_size)).eval()
-    with torch.no_grad():
-        model.joiner.out.bias[0] = -3.0
-    save_checkpoint(tmp / "model.pt", model, {"tokenizer": tok.proto})
-    return Recogniser.load(tmp)
+    return tiny_recogniser([t for _, t in utts], tmp_path_factory.mktemp("rec"))
 
 
 def _run(rec, streams, wave, step=2000):
