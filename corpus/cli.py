@@ -42,13 +42,16 @@ def run(args: argparse.Namespace) -> int:
         counts = build_real(RealConfig(args.corpus_dir or default_speechocean_dir(), args.out, n_dev=args.n_dev))
         print(json.dumps(counts))
         return 0
+    # settings every simulated recipe shares
+    common = dict(
+        out=args.out, seed=args.seed, array=args.array, workers=args.workers, progress=not args.no_progress,
+        resume=args.resume, corpus_dir=args.corpus_dir, n_dev=args.n_dev,
+    )
     if args.recipe == "single":
         from corpus.recipes.single import SingleConfig, build_single
 
         stats = build_single(SingleConfig(
-            out=args.out, hours=args.hours, seed=args.seed, test_utts=args.test_utts, array=args.array,
-            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress, resume=args.resume,
-            corpus_dir=args.corpus_dir, n_dev=args.n_dev,
+            hours=args.hours, test_utts=args.test_utts, all_channels=args.all_channels, **common,
         ))
         _finish(args.out, stats)
         return 0
@@ -58,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
         minutes = (args.min_minutes + args.max_minutes) / 2
         count = args.count or max(1, round(args.hours * 60 / minutes))
         stats = build_meeting(MeetingConfig(
-            out=args.out, count=count, min_minutes=args.min_minutes, max_minutes=args.max_minutes,
-            array=args.array, seed=args.seed, workers=args.workers, progress=not args.no_progress, resume=args.resume,
-            p_real_speaker=args.real_speakers, corpus_dir=args.corpus_dir, n_dev=args.n_dev,
+            count=count, min_minutes=args.min_minutes, max_minutes=args.max_minutes,
+            p_real_speaker=args.real_speakers, **common,
         ))
         _finish(args.out, stats)
         return 0
@@ -68,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
         from corpus.recipes.mixture import MixtureConfig, build_mixture
 
         stats = build_mixture(MixtureConfig(
-            out=args.out, hours=args.hours, seed=args.seed, test_mixtures=args.test_utts, array=args.array,
-            all_channels=args.all_channels, workers=args.workers, progress=not args.no_progress, resume=args.resume,
-            corpus_dir=args.corpus_dir, n_dev=args.n_dev,
+            hours=args.hours, test_mixtures=args.test_utts, all_channels=args.all_channels, **common,
         ))
         _finish(args.out, stats)
         return 0
