@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jiwer
 import torch
 
 from decoding.greedy import greedy_decode_batch
@@ -29,6 +28,7 @@ from decoding.tokenizer import CharTokenizer, Tokenizer
 from models.encoder import EncoderConfig
 from models.transducer import Transducer, TransducerConfig, load_checkpoint, save_checkpoint
 from training.data import FeatureCache, Item, collate, feature_stats, make_batches, read_items, spec_augment, tempo
+from training.featpack import read_pack
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class TrainConfig:
     train_manifests: list[str] = field(default_factory=lambda: ["/work/data/corpus/speechocean762/train.jsonl"])
     dev_manifests: list[str] = field(default_factory=lambda: ["/work/data/corpus/speechocean762/dev.jsonl"])
     dev_utts: int = 150  # per dev manifest, for the periodic WER
+    feature_packs: list[str] = field(default_factory=list)  # training data as feature packs (training/featpack.py)
+    dev_packs: list[str] = field(default_factory=list)  # dev sets as packs: one dev set per source manifest in them
     # data
     max_batch_seconds: float = 30.0  # padded seconds of audio per update
     max_batch_utts: int = 48
@@ -51,6 +53,7 @@ class TrainConfig:
     specaug_start: int = 1500  # step from which SpecAugment is on
     # tokenizer / model
     vocab_pieces: int = 256
+    tokenizer_from: str = ""  # a sentencepiece model to reuse (keeps LMs trained on its pieces valid)
     d_model: int = 192
     n_layers: int = 6
     n_heads: int = 4
@@ -77,6 +80,7 @@ class TrainConfig:
     clip_norm: float = 5.0
     # run
     threads: int = 2
+    device: str = "cpu"  # "cuda" where an accelerator is lent; the recipe is the same
     seed: int = 1
     max_minutes: float = 90.0  # wall-clock budget of this invocation
     max_steps: int = 0  # 0 = unbounded
@@ -115,20 +119,34 @@ class DevSet:
 def evaluate(model: Transducer, tok: Tokenizer, cache: FeatureCache, items: list[Item], batch: int = 16) -> dict[str, Any]:
     """Greedy WER (full-utterance forward with the streaming mask = what streaming computes)."""
     model.eval()
+    dev = model.feat_mean.device
     ctc_tok = CharTokenizer() if model.cfg.ctc_units == "chars" else tok
     refs, hyps, ctc_hyps = [], [], []
     order = sorted(items, key=lambda it: it.duration)
     for i in range(0, len(order), batch):
         part = order[i : i + batch]
         x, fl, _, _ = collate([cache.get(it) for it in part], [[1]] * len(part))
+        x, fl = x.to(dev), fl.to(dev)
         for it, em, ct in zip(part, greedy_decode_batch(model, x, fl), model.ctc_greedy(x, fl)):
             refs.append(it.text)
             hyps.append(tok.decode([e.token for e in em]))
             ctc_hyps.append(ctc_tok.decode(ct))
-    out = jiwer.process_words(refs, hyps)
-    ctc = jiwer.process_words(refs, ctc_hyps)
     ex = list(zip(refs[:3], hyps[:3], ctc_hyps[:3]))
-    return {"wer": 100 * out.wer, "ctc_wer": 100 * ctc.wer, "n": len(refs), "examples": ex}
+    return {"wer": word_error_rate(refs, hyps), "ctc_wer": word_error_rate(refs, ctc_hyps), "n": len(refs),
+            "examples": ex}
+
+
+def word_error_rate(refs: list[str], hyps: list[str]) -> float:
+    """Corpus WER in %: jiwer where installed; torchaudio's edit distance on a machine that has
+    only the training stack (the same number: word-level Levenshtein over total reference words)."""
+    try:
+        import jiwer
+    except ImportError:
+        import torchaudio
+
+        errors = sum(torchaudio.functional.edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
+        return 100.0 * errors / max(1, sum(len(r.split()) for r in refs))
+    return 100.0 * jiwer.wer(refs, hyps)
 
 
 class Trainer:
@@ -137,7 +155,12 @@ class Trainer:
         self.exp = Path(cfg.exp_dir)
         self.exp.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.cache = FeatureCache()
+        self.pack_items = self._load_packs(cfg.feature_packs)
         self.chars = CharTokenizer()
         self.rng = random.Random(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -148,6 +171,7 @@ class Trainer:
         last = self.exp / "last.pt"
         if resume and last.exists():
             self.model, blob = load_checkpoint(last)
+            self.model.to(self.device)
             self.tok = Tokenizer(blob["tokenizer"])
             self.step, self.epoch = blob["step"], blob["epoch"]
             self.elapsed, self.best = blob.get("elapsed", 0.0), blob.get("best", float("inf"))
@@ -159,29 +183,57 @@ class Trainer:
             # a shipped model (weights, tokenizer, step; no optimiser state): the schedule and
             # curriculum carry on from its step, Adam's moments start afresh
             self.model, blob = load_checkpoint(cfg.init_from)
+            self.model.to(self.device)
             self.tok = Tokenizer(blob["tokenizer"])
             self.step, self.epoch = blob.get("step", 0), blob.get("epoch", 0)
             self.elapsed = blob.get("elapsed", 0.0)
             self.opt = self._optimiser()
             log.info("initialised from %s at step %d", cfg.init_from, self.step)
         else:
-            items = read_items(cfg.train_manifests, cfg.max_duration)
+            items = self.train_items()
             if not items:
-                raise SystemExit(f"no training data in {cfg.train_manifests}")
-            self.tok = Tokenizer.train((it.text for it in items), cfg.vocab_pieces, self.exp)
+                raise SystemExit(f"no training data in {cfg.train_manifests} {cfg.feature_packs}")
+            if cfg.tokenizer_from:
+                self.tok = Tokenizer.load(cfg.tokenizer_from)
+            else:
+                self.tok = Tokenizer.train((it.text for it in items), cfg.vocab_pieces, self.exp)
             self.model = Transducer(cfg.model_config(self.tok.vocab_size))
             mean, std = feature_stats(self.cache, items)
             self.model.feat_mean.copy_(mean)
             self.model.feat_std.copy_(std)
+            self.model.to(self.device)
             self.opt = self._optimiser()
             log.info("new model: %d parameters, vocab %d", self.model.num_params(), self.tok.vocab_size)
         self.dev = [
             DevSet(Path(m).parent.name + "/" + Path(m).stem, read_items([m], 60.0)[: cfg.dev_utts])
             for m in cfg.dev_manifests
             if Path(m).exists()
-        ]
+        ] + self._pack_dev_sets(cfg.dev_packs)
         self.log_fh = open(self.exp / "train_log.jsonl", "a", encoding="utf-8")
         self._stop = False
+
+    def _load_packs(self, packs: list[str]) -> list[Item]:
+        """Fill the feature cache from packs; returns their items."""
+        items: list[Item] = []
+        for p in packs:
+            for item, feats in read_pack(p):
+                self.cache.store[item.id] = feats
+                items.append(item)
+            log.info("feature pack %s: %d utterances so far", p, len(items))
+        return items
+
+    def _pack_dev_sets(self, packs: list[str]) -> list[DevSet]:
+        """One dev set per source manifest inside the dev packs (ids are pack:corpus/stem/utt)."""
+        groups: dict[str, list[Item]] = {}
+        for it in self._load_packs(packs):
+            name = "/".join(it.id.split(":", 1)[1].split("/")[:2])
+            groups.setdefault(name, []).append(it)
+        return [DevSet(k, v[: self.cfg.dev_utts]) for k, v in groups.items()]
+
+    def train_items(self) -> list[Item]:
+        """Manifests (re-read: a corpus may still be growing) plus the feature packs."""
+        packed = [it for it in self.pack_items if it.duration <= self.cfg.max_duration]
+        return read_items(self.cfg.train_manifests, self.cfg.max_duration) + packed
 
     def _optimiser(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
@@ -221,7 +273,7 @@ class Trainer:
     def train_step(self, batch: list[Item]) -> dict[str, float]:
         cfg = self.cfg
         feats, targets, chars = [], [], []
-        mean, std = self.model.feat_mean, self.model.feat_std
+        mean, std = self.model.feat_mean.cpu(), self.model.feat_std.cpu()
         for it in batch:
             f = tempo(self.cache.get(it), self.rng.choice(cfg.tempo_factors))
             f = (f - mean) / std
@@ -231,12 +283,14 @@ class Trainer:
             targets.append(self.tok.encode(it.text))
             chars.append(self.chars.encode(it.text))
         x, fl, y, tl = collate(feats, targets)
+        x, fl, y, tl = (t.to(self.device) for t in (x, fl, y, tl))
         ct = cl = None
         if self.model.cfg.ctc_units == "chars":
             cl = torch.tensor([len(c) for c in chars])
             ct = torch.zeros(len(chars), max(1, int(cl.max())), dtype=torch.long)
             for i, c in enumerate(chars):
                 ct[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            ct, cl = ct.to(self.device), cl.to(self.device)
         for g in self.opt.param_groups:
             g["lr"] = cfg.lr_at(self.step)
         joint = self.step >= cfg.ctc_only_steps
@@ -269,8 +323,7 @@ class Trainer:
         n_acc = 0
         audio_s = 0.0
         while not self._stop:
-            items = [it for it in read_items(cfg.train_manifests, cfg.max_duration)
-                     if it.duration <= cfg.max_len_at(self.step)]
+            items = [it for it in self.train_items() if it.duration <= cfg.max_len_at(self.step)]
             batches = make_batches(items, cfg.max_batch_seconds, cfg.max_batch_utts, self.rng)
             log.info("epoch %d: %d utterances (%.2f h), %d batches, max len %.0f s", self.epoch, len(items),
                      sum(it.duration for it in items) / 3600, len(batches), cfg.max_len_at(self.step))

@@ -44,3 +44,19 @@ def run_asr(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
     Trainer(cfg, resume=args.resume).run()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training.cli asr ...`: the same command without the `minutes` entry point, for
+    machines that hold only the training dependencies (a lent accelerator machine)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m training.cli")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -49,6 +48,8 @@ def read_items(manifests: list[str], max_duration: float = 30.0, min_duration: f
 def load_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
     """Mono float32 at `sample_rate`; multi-channel files give their first channel (the
     reference microphone the simulator writes first)."""
+    import soundfile as sf  # here, not at the top: training from feature packs needs no audio decoder
+
     data, sr = sf.read(path, dtype="float32", always_2d=True)
     wave = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if sr != sample_rate:
