@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rtf-only", action="store_true", help="only time greedy vs beam 4 + ILME on OUT/base.pt")
     p.add_argument("--sf-reward-only", action="store_true",
                    help="only tune SF + length reward on sim_bible_dev and score it on the test sets")
+    p.add_argument("--lambda-only", action="store_true",
+                   help="only the λ-sensitivity grid: MWER fine-tunes (re-run and kept in OUT) over λ_T × test sets")
     p.add_argument("--control-only", action="store_true",
                    help="only the control fine-tune (transducer loss alone, same steps) on OUT/base.pt")
     args = p.parse_args(argv)
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         return sim_rtf(load_checkpoint(base_path)[0], tok, ch, args.lm)
     if args.control_only:
         return control(args, tok, ch, base_path)
+    if args.lambda_only:
+        return lambda_grid(args, tok, ch, base_path)
     if args.sf_reward_only:
         return sf_length_reward(args, tok, ch, base_path)
     if args.reuse and base_path.exists():
@@ -213,6 +217,7 @@ def mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, results,
             part = prng.sample(train, r.batch_utts)
             hist.append(tr.update([ch(t, rng) for t in part], part))
         tr.model.eval()
+        save_checkpoint(OUT / f"{variant}.pt", tr.model, {"tokenizer": tok.proto, "mwer_recipe": vars(r) | {}})
         info[variant] = {"lm_weight": o.lm_weight, "ilm_weight": o.ilm_weight, "steps": args.mwer_steps,
                          "minutes": round((time.monotonic() - t0) / 60, 2),
                          "mwer_loss_first_last": [round(hist[0]["mwer"], 3), round(hist[-1]["mwer"], 3)]}
@@ -258,6 +263,87 @@ def sim_hotwords(search, tok, data, base, ilme) -> dict:
         runs[label] = hotword_recall(d.refs, hyps, set(words)) | {"wer": wer(d.refs, hyps)}
         print(" ", label, runs[label], flush=True)
     return {"set": "sim_bible_test", "n_words": len(words), "score": 1.5, "runs": runs}
+
+
+LAMBDA_T = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def lambda_grid(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
+    """λ-sensitivity: each MWER fine-tune decoded over λ_T ∈ LAMBDA_T on both test sets.
+
+    Fusion per model: MWER-SF with SF (λ_I = 0), MWER-ILME with ILME (λ_I = λ_T × its training
+    ratio λ_I/λ_T), MWER (trained without an LM) with both; the base with both, for reference.
+    Spread = max − min WER over the grid; std over the grid. The fine-tunes are re-run with the
+    same seeds, steps and λ's as the main run (and their WER at the training λ checked against it).
+    """
+    import statistics
+
+    det_path = RESULTS / "lm_fusion_sim_details.json"
+    det = json.loads(det_path.read_text())
+    sf, ilme = (DecodingOptions.from_dict(det["tuned"][k]) for k in ("sf", "ilme"))
+    base = load_checkpoint(base_path)[0]
+    lm = load_external_lm(args.lm, base.cfg.vocab_size, tokenizer=tok.proto)
+    raw, feats = test_sets(ch, args.n)
+    sets = ("sim_bible_test", "sim_source_test")
+    need = [v for v in ("mwer", "mwer_sf", "mwer_ilme") if not (OUT / f"{v}.pt").exists()]
+    check = {k: {} for k in sets}  # WER at the training λ's: must match the main table's
+    if need:
+        mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, check, variants=tuple(need))
+    ratio = ilme.ilm_weight / ilme.lm_weight
+    models = {"base": base, **{v: load_checkpoint(OUT / f"{v}.pt")[0] for v in ("mwer", "mwer_sf", "mwer_ilme")}}
+    plan = [("base", "sf"), ("base", "ilme"), ("mwer", "sf"), ("mwer", "ilme"), ("mwer_sf", "sf"), ("mwer_ilme", "ilme")]
+    beam = DecodingOptions(search="beam", beam_size=4)
+    grid: dict[str, dict] = {}
+    for name, fusion in plan:
+        m = models[name]
+        search = BeamSearch(TransducerSearchView(m), lm)
+        data = {k: encode(m, feats[k], raw[k]) for k in sets}
+        key = f"{name}@{fusion}"
+        grid[key] = {k: {} for k in sets}
+        for lt in LAMBDA_T:
+            o = replace(beam, lm_weight=lt, ilm_weight=round(lt * ratio, 3) if fusion == "ilme" else 0.0)
+            for k in sets:
+                grid[key][k][str(lt)] = wer(data[k].refs, decode_beam(search, tok, data[k], o))
+        for k in sets:
+            w = list(grid[key][k].values())
+            grid[key][k] |= {"spread": round(max(w) - min(w), 2), "std": round(statistics.pstdev(w), 2)}
+        avg = [statistics.mean(grid[key][k][str(lt)] for k in sets) for lt in LAMBDA_T]
+        grid[key]["mean_of_sets"] = {"wer": [round(a, 2) for a in avg], "spread": round(max(avg) - min(avg), 2),
+                                     "std": round(statistics.pstdev(avg), 2)}
+        print(key, json.dumps(grid[key]), flush=True)
+    out = {"setup": "simulated channel (bench/lm_fusion_sim.py): transducer trained on non-bible text, bible LSTM LM; "
+                    f"beam 4; λ_T grid {list(LAMBDA_T)}, λ_I = {ratio:g}·λ_T for ILME; MWER fine-tunes re-run "
+                    "(30 steps, same seeds and training λ's as the main table); WER % on 100 utterances per set",
+           "lambda_t": list(LAMBDA_T), "ilm_ratio": ratio, "grid": grid, "rerun_at_training_lambda": check}
+    det["lambda_grid"] = out
+    det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
+    main_path = RESULTS / "lm_fusion.json"
+    res = json.loads(main_path.read_text())
+    res["lambda_sensitivity"] = {"setup": out["setup"], "lambda_t": out["lambda_t"], "ilm_ratio": ratio} | {
+        key: {k: {"spread": g[k]["spread"], "std": g[k]["std"]} for k in (*sets, "mean_of_sets")} for key, g in grid.items()}
+    main_path.write_text(json.dumps(res, indent=2) + "\n")
+    plot_lambda(out, RESULTS / "lm_fusion_lambda.png")
+
+
+def plot_lambda(out: dict, path: Path) -> None:
+    """WER against λ_T, one panel per test set, one line per model@fusion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [k for k in next(iter(out["grid"].values())) if k != "mean_of_sets"]
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), sharey=True)
+    for ax, k in zip(axes, sets):
+        for key, g in out["grid"].items():
+            ax.plot(out["lambda_t"], [g[k][str(lt)] for lt in out["lambda_t"]], marker="o",
+                    label=f"{key} (spread {g[k]['spread']:.1f})", linestyle="--" if key.startswith("base") else "-")
+        ax.set_title(k), ax.set_xlabel("λ_T  (ILME: λ_I = %g·λ_T)" % out["ilm_ratio"]), ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("WER %")
+    fig.suptitle("λ sensitivity on the simulated channel (beam 4)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def control(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:

@@ -114,8 +114,11 @@ def load_external_lm(path: str, vocab_size: int, blank: int = 0, tokenizer: byte
 
 def ilm_log_probs(ilm_logits: torch.Tensor, blank: int) -> torch.Tensor:
     """Internal-LM log-probs (…, V): softmax over non-blank tokens; the blank column is 0."""
-    masked = ilm_logits.index_fill(-1, torch.tensor([blank]), float("-inf"))
-    return masked.log_softmax(-1).index_fill(-1, torch.tensor([blank]), 0.0)
+    masked = ilm_logits.clone()
+    masked[..., blank] = float("-inf")
+    out = masked.log_softmax(-1)
+    out[..., blank] = 0.0
+    return out
 
 
 def fusion_rows(

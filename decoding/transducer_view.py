@@ -14,40 +14,66 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from models.transducer import BLANK, PredictorState, Transducer
+from models.transducer import BLANK, Transducer
 
 __all__ = ["TransducerSearchView"]
 
 
 class TransducerSearchView:
-    """`pred_out` here is the joiner-projected predictor output (N, J); state is `PredictorState`."""
+    """`pred_out` here is the joiner-projected predictor output (N, J); the state is one tensor
+    (N, 2P) = [h | c], so that selecting or scattering hypotheses is one indexing op.
+
+    A predictor step reads the LSTM's input-to-hidden weights through a per-token table
+    (embedding · W_ih + biases, (V, 4P), built once per weight version): one row gather instead of
+    a (4P × E) matmul. On this CPU a step over a few hypotheses is bound by reading weights, so
+    this halves its cost; the result equals `torch.lstm_cell` up to float rounding.
+    """
 
     blank = BLANK
 
     def __init__(self, model: Transducer) -> None:
         self.model = model
         self.vocab_size = model.cfg.vocab_size
+        self.pred_dim = model.cfg.pred_dim
+        self._table: Tensor | None = None
+        self._table_key: tuple[int, ...] = ()
+
+    def _gates_table(self) -> Tensor:
+        p = self.model.predictor
+        l = p.lstm
+        key = tuple(int(w._version) for w in (p.embed.weight, l.weight_ih_l0, l.bias_ih_l0, l.bias_hh_l0)) + (
+            id(l.weight_ih_l0),)
+        if self._table is None or key != self._table_key:  # weights changed (e.g. MWER updates)
+            with torch.no_grad():
+                self._table = torch.addmm(l.bias_ih_l0 + l.bias_hh_l0, p.embed.weight, l.weight_ih_l0.t())
+            self._table_key = key
+        return self._table
 
     def prepare_encoder(self, enc: Tensor) -> Tensor:
         """(…, D) encoder frames → (…, J) joiner-projected frames (once per chunk)."""
         return self.model.joiner.enc_proj(enc)
 
-    def predictor_init(self, n: int) -> tuple[Tensor, PredictorState]:
+    def predictor_init(self, n: int) -> tuple[Tensor, Tensor]:
         st = self.model.initial_predictor_state(n)
-        return self.model.joiner.pred_proj(st.out), st
+        return self.model.joiner.pred_proj(st.out), torch.cat([st.h, st.c], 1)
 
-    def predictor_step(self, tokens: Tensor, state: PredictorState) -> tuple[Tensor, PredictorState]:
-        st = self.model.predict_step(tokens, state)
-        return self.model.joiner.pred_proj(st.out), st
+    def predictor_step(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        P = self.pred_dim
+        h, c = state[:, :P], state[:, P:]
+        gates = torch.addmm(self._gates_table().index_select(0, tokens), h, self.model.predictor.lstm.weight_hh_l0.t())
+        sig = gates.sigmoid()  # PyTorch's gate order: input, forget, cell, output
+        c = torch.addcmul(sig[:, P:2 * P] * c, sig[:, :P], gates[:, 2 * P:3 * P].tanh())
+        h = sig[:, 3 * P:] * c.tanh()
+        return self.model.joiner.pred_proj(h), torch.cat([h, c], 1)
 
-    def select_state(self, state: PredictorState, idx: Tensor) -> PredictorState:
-        return PredictorState(state.h.index_select(0, idx), state.c.index_select(0, idx), state.out.index_select(0, idx))
+    def select_state(self, state: Tensor, idx: Tensor) -> Tensor:
+        return state.index_select(0, idx)
 
-    def scatter_state(self, state: PredictorState, idx: Tensor, new: PredictorState) -> PredictorState:
-        return PredictorState(*(getattr(state, k).index_copy(0, idx, getattr(new, k)) for k in ("h", "c", "out")))
+    def scatter_state(self, state: Tensor, idx: Tensor, new: Tensor) -> Tensor:
+        return state.index_copy(0, idx, new)
 
-    def cat_states(self, states: Sequence[PredictorState]) -> PredictorState:
-        return PredictorState.stack(list(states))
+    def cat_states(self, states: Sequence[Tensor]) -> Tensor:
+        return torch.cat(list(states))
 
     def joiner(self, enc: Tensor, pred: Tensor) -> Tensor:
         """Projected enc (N, J) + projected pred (N, J) → logits (N, V)."""

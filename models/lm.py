@@ -88,19 +88,38 @@ class TokenLM(nn.Module):
         return self.step(torch.full((n,), self.config.bos_eos, dtype=torch.long), state)
 
     def step(self, tokens: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed one token per hypothesis. tokens (N,), state (N, 2L, H) → (log-probs (N, V+1), state)."""
-        x = self.embed(tokens.long())
-        new = []
+        """Feed one token per hypothesis. tokens (N,), state (N, 2L, H) → (log-probs (N, V+1), state).
+
+        Layer 0's input gates come from a per-token table (embedding · W_ih + biases, built once per
+        weight version): a row gather instead of a (4H × E) matmul, since a step over a few
+        hypotheses is bound by reading weights on a CPU."""
+        H = self.config.hidden_dim
         lstm = self.lstm
-        for layer in range(self.config.num_layers):
-            h, c = torch.lstm_cell(
+        gates_in = self._gates_table().index_select(0, tokens.long())
+        h, c = state[:, 0], state[:, 1]
+        gates = torch.addmm(gates_in, h, lstm.weight_hh_l0.t())
+        sig = gates.sigmoid()  # gate order: input, forget, cell, output
+        c = torch.addcmul(sig[:, H:2 * H] * c, sig[:, :H], gates[:, 2 * H:3 * H].tanh())
+        x = sig[:, 3 * H:] * c.tanh()
+        new = [x, c]
+        for layer in range(1, self.config.num_layers):
+            x, c = torch.lstm_cell(
                 x, (state[:, 2 * layer], state[:, 2 * layer + 1]),
                 getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}"),
                 getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}"),
             )
-            new += [h, c]
-            x = h
+            new += [x, c]
         return self.out(x).log_softmax(-1), torch.stack(new, 1)
+
+    def _gates_table(self) -> torch.Tensor:
+        l = self.lstm
+        key = tuple(int(w._version) for w in (self.embed.weight, l.weight_ih_l0, l.bias_ih_l0, l.bias_hh_l0)) + (
+            id(l.weight_ih_l0),)
+        if getattr(self, "_table_key", None) != key:
+            with torch.no_grad():
+                self._table = torch.addmm(l.bias_ih_l0 + l.bias_hh_l0, self.embed.weight, l.weight_ih_l0.t())
+            self._table_key = key
+        return self._table
 
 
 def save_lm(model: TokenLM, path: str | os.PathLike[str], **extra) -> None:

@@ -60,3 +60,33 @@ def test_ngram_is_normalised_and_prefers_seen_continuations():
     logp2, state = lm.step(torch.tensor([1, 6]), state)
     assert logp2[0, 2] > logp2[1, 2]
     assert lm.sentence_logprob([1, 2, 3, 4]) > lm.sentence_logprob([4, 3, 2, 1])
+
+
+SENTENCES = ["THE MEETING STARTS AT NINE", "PLEASE SHARE YOUR SCREEN", "THE BUDGET IS ON THE AGENDA",
+             "CAN EVERYONE HEAR ME", "LET US START THE MEETING", "THE SCREEN IS SHARED NOW"]
+
+
+def test_minutes_train_lm_cli_loss_falls_and_resumes(tmp_path):
+    """`minutes train lm` (through training.cli.main, as the entry point runs it): the recorded
+    training loss falls, and --resume continues the same run to a larger step budget."""
+    import json
+
+    from decoding.tokenizer import Tokenizer
+    from training.cli import main
+
+    Tokenizer.train(SENTENCES * 20, 40, tmp_path / "tok")
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(SENTENCES * 8) + "\n")
+    out = tmp_path / "lm" / "lm.pt"
+    args = ["lm", "--sources", f"text:{text}", "--tokenizer", str(tmp_path / "tok" / "spm.model"), "--out", str(out),
+            "--embed-dim", "16", "--hidden-dim", "32", "--batch-size", "8", "--dev-sentences", "6", "--lr", "0.01",
+            "--eval-every", "10", "--max-minutes", "2", "--no-progress", "--dropout", "0"]
+    assert main([*args, "--max-steps", "30"]) == 0
+    hist = json.loads(out.with_suffix(".json").read_text())["history"]
+    assert hist[-1]["step"] == 30 and hist[-1]["train_loss"] < 0.7 * hist[0]["train_loss"]
+    assert hist[-1]["dev_ppl"] < hist[0]["dev_ppl"]
+    assert main([*args, "--max-steps", "40", "--resume"]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["steps"] == 40 and [h["step"] for h in res["history"]][:4] == [1, 10, 20, 30]
+    lm = load_lm(out)
+    assert lm.config.hidden_dim == 32

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from corpus.text import normalise_text
 from decoding.ngram import NgramLM
@@ -53,6 +54,7 @@ class LMRecipe:
     max_minutes: float = 8.0
     max_steps: int = 0  # 0 = unbounded
     eval_every: int = 200
+    progress: bool = True  # tqdm bar on stderr
     threads: int = 1
     seed: int = 0
 
@@ -117,14 +119,29 @@ def perplexity(model: TokenLM, seqs: list[list[int]], batch: int = 128) -> float
     return math.exp(total / max(1, n))
 
 
-def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], vocab: int, meta: dict) -> dict:
+def _last_path(recipe: LMRecipe) -> Path:
+    """The resumable state (weights, optimiser, step, RNG, best) beside the best checkpoint."""
+    return Path(recipe.out).with_suffix(".last.pt")
+
+
+def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], vocab: int, meta: dict,
+               resume: bool = False) -> dict:
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
     model = TokenLM(LMConfig(vocab, recipe.embed_dim, recipe.hidden_dim, recipe.num_layers, recipe.dropout))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
     best, step, start, history = float("inf"), 0, time.monotonic(), []
+    last = _last_path(recipe)
+    if resume and last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
+        best, step, history = ck["best"], ck["step"], ck["history"]
+        rng.setstate(ck["rng"]), torch.set_rng_state(ck["torch_rng"])
+        log.info("resumed from %s at step %d (best dev ppl %.2f)", last, step, best)
+    first = step
     order = sorted(range(len(train)), key=lambda i: len(train[i]))
     batches = [order[i : i + recipe.batch_size] for i in range(0, len(order), recipe.batch_size)]
+    bar = tqdm(total=recipe.max_steps or None, initial=step, desc="lm", unit="step", disable=not recipe.progress)
     while True:
         rng.shuffle(batches)
         for b in batches:
@@ -135,19 +152,24 @@ def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], v
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            done = (time.monotonic() - start) / 60 > recipe.max_minutes or (recipe.max_steps and step >= recipe.max_steps)
-            if step % recipe.eval_every == 0 or done:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            done = (time.monotonic() - start) / 60 > recipe.max_minutes or bool(recipe.max_steps and step >= recipe.max_steps)
+            if step % recipe.eval_every == 0 or done or step == first + 1:
                 ppl = perplexity(model, dev)
-                history.append({"step": step, "train_loss": float(loss), "dev_ppl": ppl})
-                log.info("step %d loss %.3f dev ppl %.2f", step, float(loss), ppl)
+                history.append({"step": step, "train_loss": loss.item(), "dev_ppl": ppl})
+                log.info("step %d loss %.3f dev ppl %.2f", step, loss.item(), ppl)
                 if ppl < best:
                     best = ppl
                     save_lm(model, recipe.out, **meta, dev_ppl=ppl, step=step)
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best": best, "step": step,
+                            "history": history, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, last)
             if done:
+                bar.close()
                 return {"dev_ppl": best, "steps": step, "history": history}
 
 
-def run(recipe: LMRecipe) -> dict:
+def run(recipe: LMRecipe, resume: bool = False) -> dict:
     torch.set_num_threads(recipe.threads)
     tok = load_tokenizer(recipe.tokenizer)
     sents = read_sentences(recipe.sources)
@@ -166,7 +188,7 @@ def run(recipe: LMRecipe) -> dict:
         ppl = math.exp(-sum(lm.sentence_logprob(s) for s in dev) / max(1, n))
         result = {"dev_ppl": ppl}
     elif recipe.kind == "lstm":
-        result = train_lstm(recipe, train, dev, vocab, meta)
+        result = train_lstm(recipe, train, dev, vocab, meta, resume)
     else:
         raise ValueError(f"kind must be lstm or ngram, got {recipe.kind!r}")
     result |= {"recipe": asdict(recipe), "train_sentences": len(train)}
@@ -174,21 +196,54 @@ def run(recipe: LMRecipe) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+DEFAULT_RECIPE = REPO / "training" / "recipes" / "lm_bible.toml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """--config/--recipe, --resume, --print-config, and one flag per `LMRecipe` field."""
+    from minutes.config import add_dataclass_arguments
+
+    p.add_argument("--config", "--recipe", dest="config", type=Path, default=DEFAULT_RECIPE,
+                   help="TOML recipe ([lm] table)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    add_dataclass_arguments(p, LMRecipe)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """`minutes train lm`: a sub-parser of `minutes train`."""
+    p = sub.add_parser("lm", help="external token LM (text only)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run_cli)
+
+
+def recipe_from_args(args: argparse.Namespace) -> LMRecipe:
+    """Defaults < TOML [lm] < MINUTES_LM_* environment < flags."""
+    from minutes.config import load_config, overrides_from_args
+
+    return load_config(LMRecipe, toml_path=args.config, section="lm", env_prefix="MINUTES_LM_",
+                       overrides=overrides_from_args(args, LMRecipe))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args)
+    if args.print_config:
+        print(json.dumps(asdict(recipe), indent=2))
+        return 0
+    logging.getLogger().setLevel(logging.INFO)
+    res = run(recipe, resume=args.resume)
+    print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default=str(REPO / "training" / "recipes" / "lm_bible.toml"))
-    p.add_argument("--tokenizer", help="override the recipe's tokenizer path")
-    p.add_argument("--out", help="override the recipe's output path")
-    p.add_argument("--max-minutes", type=float)
+    add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    recipe = LMRecipe.load(args.recipe)
-    for k in ("tokenizer", "out", "max_minutes"):
-        if getattr(args, k) is not None:
-            setattr(recipe, k, getattr(args, k))
-    res = run(recipe)
-    print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2))
+    return run_cli(args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -117,6 +117,8 @@ class MWERRecipe:
     max_minutes: float = 10.0
     threads: int = 1
     seed: int = 0
+    save_every: int = 20  # steps between resumable checkpoints (<out>.last.pt)
+    progress: bool = True  # tqdm bar on stderr
 
     @classmethod
     def load(cls, path: str | Path) -> "MWERRecipe":
@@ -203,17 +205,47 @@ class MWERTrainer:
         return {"loss": loss.item(), "mwer": l_mwer.item(), "rnnt": l_rnnt.item(), "gnorm": gnorm,
                 "nbest_errors": float(R[M].mean())}
 
-    def run(self) -> dict:
-        r, start, history = self.r, time.monotonic(), []
+    @property
+    def last_path(self) -> Path:
+        """Resumable state (weights, optimiser, step, RNG, history) beside the output."""
+        return Path(self.r.out).with_suffix(".last.pt")
+
+    def _save_last(self, step: int, history: list) -> None:
+        save_checkpoint(self.last_path, self.model, {
+            "tokenizer": self.blob["tokenizer"], "optimizer": self.opt.state_dict(), "step": step,
+            "history": history, "rng": self.rng.getstate(), "torch_rng": torch.get_rng_state(),
+            "mwer_recipe": asdict(self.r)})
+
+    def _resume(self) -> tuple[int, list]:
+        if not self.last_path.exists():
+            return 0, []
+        model, blob = load_checkpoint(self.last_path)
+        self.model.load_state_dict(model.state_dict())
+        self.opt.load_state_dict(blob["optimizer"])
+        self.rng.setstate(blob["rng"]), torch.set_rng_state(blob["torch_rng"])
+        log.info("resumed from %s at step %d", self.last_path, blob["step"])
+        return blob["step"], blob["history"]
+
+    def run(self, resume: bool = False) -> dict:
+        from tqdm import tqdm
+
+        r, start = self.r, time.monotonic()
+        step, history = self._resume() if resume else (0, [])
         order = list(self.items)
-        step = 0
+        bar = tqdm(total=r.max_steps, initial=step, desc="mwer", unit="step", disable=not r.progress)
         while step < r.max_steps and (time.monotonic() - start) / 60 < r.max_minutes:
             batch = self.rng.sample(order, min(r.batch_utts, len(order)))
             rec = self.step(batch)
             step += 1
             history.append({"step": step, **rec})
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", mwer=f"{rec['mwer']:.3f}", refresh=False)
             if step % 10 == 0:
                 log.info("step %d %s", step, {k: round(v, 3) for k, v in rec.items()})
+            if step % r.save_every == 0:
+                self._save_last(step, history)
+        bar.close()
+        self._save_last(step, history)
         self.model.eval()
         save_checkpoint(r.out, self.model, {"tokenizer": self.blob["tokenizer"], "mwer_recipe": asdict(r),
                                             "base": r.base, "step": step})
@@ -222,23 +254,57 @@ class MWERTrainer:
         return res
 
 
-def main(argv: list[str] | None = None) -> None:
+DEFAULT_RECIPE = REPO / "training" / "recipes" / "mwer.toml"
+VARIANTS = ("mwer", "mwer_sf", "mwer_ilme")  # recipes training/recipes/<variant>.toml
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """--config/--recipe or --variant, --resume, --print-config, one flag per `MWERRecipe` field."""
+    from minutes.config import add_dataclass_arguments
+
+    p.add_argument("--config", "--recipe", dest="config", type=Path, default=None,
+                   help=f"TOML recipe ([mwer] table; default {DEFAULT_RECIPE.name})")
+    p.add_argument("--variant", choices=VARIANTS, help="use training/recipes/<variant>.toml (λ's of that variant)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    add_dataclass_arguments(p, MWERRecipe)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """`minutes train mwer`: a sub-parser of `minutes train`."""
+    p = sub.add_parser("mwer", help="MWER / MWER-SF / MWER-ILME fine-tune of a transducer",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run_cli)
+
+
+def recipe_from_args(args: argparse.Namespace) -> MWERRecipe:
+    """Defaults < TOML [mwer] < MINUTES_MWER_* environment < flags."""
+    from minutes.config import load_config, overrides_from_args
+
+    path = args.config or (REPO / "training" / "recipes" / f"{args.variant}.toml" if args.variant else DEFAULT_RECIPE)
+    return load_config(MWERRecipe, toml_path=path, section="mwer", env_prefix="MINUTES_MWER_",
+                       overrides=overrides_from_args(args, MWERRecipe))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args)
+    if args.print_config:
+        print(json.dumps(asdict(recipe), indent=2))
+        return 0
+    logging.getLogger().setLevel(logging.INFO)
+    res = MWERTrainer(recipe).run(resume=args.resume)
+    print(json.dumps({k: v for k, v in res.items() if k != "history"}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default=str(REPO / "training" / "recipes" / "mwer.toml"))
-    p.add_argument("--base")
-    p.add_argument("--out")
-    p.add_argument("--lm")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-minutes", type=float)
+    add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    recipe = MWERRecipe.load(args.recipe)
-    for k in ("base", "out", "lm", "max_steps", "max_minutes"):
-        if getattr(args, k) is not None:
-            setattr(recipe, k, getattr(args, k))
-    res = MWERTrainer(recipe).run()
-    print(json.dumps({k: v for k, v in res.items() if k != "history"}))
+    return run_cli(args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
