@@ -36,6 +36,7 @@ API (docs/TEAM.md):
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,12 +97,29 @@ class OnlineDiariser:
         self.config = config
         self.embedder = embedder or Embedder(config.model_path)
 
-    def new_stream(self, geometry: np.ndarray, sample_rate: int) -> "DiariserStream":
-        return DiariserStream(self, np.asarray(geometry, dtype=float), int(sample_rate))
+    def new_stream(self, geometry: np.ndarray, sample_rate: int, memory: float | None = None,
+                   keep_turns: bool = True) -> "DiariserStream":
+        """`memory`: seconds of step labels kept for `label` (None: all, for offline use that
+        reads `steps`); a server passes a bound so hours-long streams keep memory flat.
+        `keep_turns=False` for live streams that never ask for `turns()`."""
+        return DiariserStream(self, np.asarray(geometry, dtype=float), int(sample_rate), memory, keep_turns)
 
 
 def _name(k: int) -> str:
     return f"S{k + 1}"
+
+
+def _fold(s: "StepLabel", out: list[Turn], extra: list[Turn]) -> None:
+    """Add one step to the turns being built (in step order)."""
+    if s.speaker < 0:
+        return
+    for a, b in s.spans:
+        # Only consecutive spans close a pause: a gap someone else spoke in stays open.
+        if out and out[-1].speaker == _name(s.speaker) and a - out[-1].end < 0.5:
+            out[-1] = Turn(out[-1].speaker, out[-1].start, b, out[-1].azimuth)
+        else:
+            out.append(Turn(_name(s.speaker), a, b, s.azimuth))
+    extra += [Turn(_name(j), a, b) for j, a, b in s.overlaps]
 
 
 class _Particles:
@@ -127,7 +145,8 @@ class _Particles:
 class DiariserStream:
     """Per-stream state: DOA estimator, audio ring for embeddings, particles, labels, events."""
 
-    def __init__(self, parent: OnlineDiariser, geometry: np.ndarray, sample_rate: int) -> None:
+    def __init__(self, parent: OnlineDiariser, geometry: np.ndarray, sample_rate: int, memory: float | None = None,
+                 keep_turns: bool = True) -> None:
         cfg = parent.config
         self.cfg, self.embedder, self.fs = cfg, parent.embedder, sample_rate
         self.doa = DOAEstimator(geometry, sample_rate, cfg.doa)
@@ -141,7 +160,15 @@ class DiariserStream:
         self.n_samples = 0  # samples accepted
         self.next_step = cfg.step  # stream time at which the next step closes
         self.pending = []  # DOA frames not yet in a step
-        self.steps: list[StepLabel] = []
+        # Memory stays flat for hours: only the last `memory` s of steps are kept (at least the
+        # revision horizon); steps that can no longer be revised are folded into the turns.
+        self.steps: deque[StepLabel] = deque()
+        self.memory = math.inf if memory is None else float(memory)
+        self.n_steps = 0  # steps taken since the stream start (`steps` holds the latest ones)
+        self.keep_turns = keep_turns
+        self._folded = 0  # steps folded into _turns/_extra (all final: beyond the horizon)
+        self._turns: list[Turn] = []
+        self._extra: list[Turn] = []
         self._events: list[dict] = []
         self._known = 0  # speakers announced so far
         self._last_speech_step = -10
@@ -195,18 +222,12 @@ class DiariserStream:
     def turns(self) -> list[Turn]:
         """Speaker turns from the (revised) step labels: speech spans, a speaker's pauses
         shorter than the gate's hangover closed, overlapping talkers added."""
-        out: list[Turn] = []
-        extra: list[Turn] = []
-        for s in self.steps:
-            if s.speaker < 0:
-                continue
-            for a, b in s.spans:
-                # Only consecutive spans close a pause: a gap someone else spoke in stays open.
-                if out and out[-1].speaker == _name(s.speaker) and a - out[-1].end < 0.5:
-                    out[-1] = Turn(out[-1].speaker, out[-1].start, b, out[-1].azimuth)
-                else:
-                    out.append(Turn(_name(s.speaker), a, b, s.azimuth))
-            extra += [Turn(_name(j), a, b) for j, a, b in s.overlaps]
+        if not self.keep_turns:
+            raise RuntimeError("this stream was opened with keep_turns=False")
+        out, extra = list(self._turns), list(self._extra)
+        first = self.n_steps - len(self.steps)
+        for i in range(self._folded - first, len(self.steps)):
+            _fold(self.steps[i], out, extra)
         return merge_turns(out + extra) if out else out
 
     def track(self, speaker: str) -> float | None:
@@ -257,9 +278,9 @@ class DiariserStream:
 
     def _step(self, t0: float, t1: float) -> None:
         z, spans, r = self._observation(t0, t1)
-        idx = len(self.steps)
+        idx = self.n_steps
         if z is None:
-            self.steps.append(StepLabel(t0, t1, [], -1, np.zeros(2)))
+            self._append(StepLabel(t0, t1, [], -1, np.zeros(2)))
             self.p.hist = np.concatenate([self.p.hist[:, 1:], np.full((len(self.p.hist), 1), -1)], axis=1)
             self._emit_tracks(t1, -1)
             return
@@ -269,9 +290,24 @@ class DiariserStream:
         self._filter(z, r, e, t1, after_pause)
         best = int(np.argmax(self.p.logw))
         k = int(self.p.active[best])
-        self.steps.append(StepLabel(t0, t1, spans, k, z, self._azimuth(k), overlaps=self._overlaps(best, k)))
+        self._append(StepLabel(t0, t1, spans, k, z, self._azimuth(k), overlaps=self._overlaps(best, k)))
         self._revise(best)
         self._emit_tracks(t1, k)
+
+    def _append(self, step: StepLabel) -> None:
+        """Add a step; fold steps that left the revision horizon into the turns, and drop those
+        older than `memory` (never one still within the horizon)."""
+        self.steps.append(step)
+        self.n_steps += 1
+        final = self.n_steps - self.H - 1  # steps before this index can no longer be revised
+        first = self.n_steps - len(self.steps)
+        while self._folded < final:
+            if self.keep_turns:
+                _fold(self.steps[self._folded - first], self._turns, self._extra)
+            self._folded += 1
+        while first < self._folded and self.steps[0].end < step.end - self.memory:
+            self.steps.popleft()
+            first += 1
 
     def _filter(self, z: np.ndarray, r: float, e: np.ndarray, t: float, after_pause: bool) -> None:
         cfg, p = self.cfg, self.p
