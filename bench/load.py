@@ -15,6 +15,12 @@ largest N within it. A soak then holds streams open for `--soak-seconds`, sampli
 server's resident memory, to show it stays flat on long streams.
 
     python -m bench.load --levels 4,8,16,24,32,48 --level-seconds 40 --soak-seconds 600
+    python -m bench.load --levels 16 --level-seconds 30 --soak-seconds 600 --soak-streams 16 --merge
+
+Every section records the model (name, version, sha256) and the git commit it ran with, so a
+level measured with one model is never read as another's. `--merge` keeps the earlier file's
+levels at stream counts not measured now (each keeps its own model stamp), and a readable
+`load.md` is written beside the JSON (`--report-only` rewrites it from the JSON alone).
 """
 
 from __future__ import annotations
@@ -250,6 +256,132 @@ async def soak(url: str, clips, n: int, seconds: float, proc: subprocess.Popen, 
     return stats, samples
 
 
+def rss_summary(samples: list[tuple[float, float]], settle_s: float = 60.0) -> dict:
+    """Start/end/min/max of the RSS samples and the least-squares growth after the first
+    `settle_s` (allocator warm-up), in MB per hour: ~0 when memory is flat."""
+    rss = [m for _, m in samples]
+    late = [(t, m) for t, m in samples if t >= settle_s] or samples
+    slope = 0.0
+    if len(late) >= 3:
+        t = np.array([x for x, _ in late]) / 3600.0
+        slope = float(np.polyfit(t, np.array([m for _, m in late]), 1)[0])
+    return {"rss_mb_start": rss[0], "rss_mb_end": rss[-1], "rss_mb_min": min(rss), "rss_mb_max": max(rss),
+            "rss_mb_growth_per_hour_after_warmup": round(slope, 1)}
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "engine", "decoding", "bench/load.py"],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def model_stamp(base: str, name: str) -> dict:
+    """Name, version and checksum of the model the server runs (from /readyz and /v1/models)."""
+    import httpx
+
+    info = dict(httpx.get(f"{base}/readyz", timeout=10).json().get("model") or {})
+    try:
+        body = httpx.get(f"{base}/v1/models", timeout=10).json()
+        models = body.get("models", body) if isinstance(body, dict) else body
+        for m in models:
+            if m.get("name") == info.get("name", name) and str(m.get("version")) == str(info.get("version")):
+                info.update({k: m[k] for k in ("sha256", "architecture", "parameters") if k in m})
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return info
+
+
+def merge_levels(old: dict, new_levels: list[dict]) -> list[dict]:
+    """Earlier levels at stream counts not measured now (stamped with their run's model)."""
+    measured = {lv["streams"] for lv in new_levels}
+    kept = []
+    for lv in old.get("levels", []):
+        if lv["streams"] in measured:
+            continue
+        lv = dict(lv)
+        lv.setdefault("model", old.get("model_info"))
+        lv.setdefault("git", old.get("git"))
+        kept.append(lv)
+    return sorted(kept + new_levels, key=lambda lv: lv["streams"])
+
+
+def capacity_of(levels: list[dict], model: dict | None) -> int:
+    """Largest N within budget with every smaller level (of the same model version) within it too."""
+    same = [lv for lv in levels if model is None or not lv.get("model")
+            or (lv["model"].get("name"), str(lv["model"].get("version"))) == (model.get("name"), str(model.get("version")))]
+    cap = 0
+    for lv in sorted(same, key=lambda lv: lv["streams"]):
+        if not lv.get("within_budget"):
+            break
+        cap = lv["streams"]
+    return cap
+
+
+def _ms(d: dict | None, k: str) -> str:
+    v = (d or {}).get(k)
+    return "–" if v is None else f"{v:.0f}"
+
+
+def write_report(result: dict, path: Path) -> None:
+    """A readable summary of load.json."""
+    m = result.get("model_info") or {}
+    lines = [
+        "# Load benchmark (`bench/load.py`)", "",
+        f"Server: `minutes serve` on {result['machine']['cpus']} CPU cores ({result['machine']['platform']}), "
+        f"max_batch {result['server']['max_batch']}, {result['server']['decoders']} decoder thread(s) × "
+        f"{result['server']['threads']} torch thread(s). Clients: real speech (speechocean762 utterances with "
+        "0.6–1.5 s pauses) sent in real time, 100 ms frames, over `/v1/stream`.", "",
+        f"Model of the latest run: **{m.get('name')} v{m.get('version')}** (sha256 {str(m.get('sha256', '?'))[:12]}…), "
+        f"git {result.get('git', '?')}, {result.get('measured', '?')}.", "",
+        f"Capacity (largest N with p95 partial latency ≤ {result['budget_ms']:.0f} ms, every stream ended, no errors): "
+        f"**{result.get('capacity_streams')} streams**.", "",
+        "## Levels", "",
+        "| streams | model | partial p50 / p95 / max ms | first partial p50 / p95 ms | final p50 / p95 ms | server CPU cores | RSS MB | within budget |",
+        "|---:|---|---|---|---|---:|---:|---|",
+    ]
+    for lv in result.get("levels", []):
+        lm = lv.get("model") or result.get("model_info") or {}
+        lines.append(
+            f"| {lv['streams']} | {lm.get('name', '?')} v{lm.get('version', '?')} | "
+            f"{_ms(lv['partial_ms'], 'p50')} / {_ms(lv['partial_ms'], 'p95')} / {_ms(lv['partial_ms'], 'max')} | "
+            f"{_ms(lv['first_partial_ms'], 'p50')} / {_ms(lv['first_partial_ms'], 'p95')} | "
+            f"{_ms(lv['final_ms'], 'p50')} / {_ms(lv['final_ms'], 'p95')} | {lv.get('server_cpu_cores')} | "
+            f"{lv.get('server_rss_mb')} | {'yes' if lv.get('within_budget') else 'no'} |")
+    soak_ = result.get("soak")
+    if soak_:
+        sm = soak_.get("model") or result.get("model_info") or {}
+        lines += [
+            "", "## Soak", "",
+            f"{soak_['streams']} streams of {soak_['seconds']:.0f} s each (one continuous stream per client, "
+            f"{sm.get('name', '?')} v{sm.get('version', '?')}):", "",
+            f"- server RSS: before {soak_.get('rss_mb_before')} MB; during the soak start {soak_.get('rss_mb_start')}, "
+            f"end {soak_.get('rss_mb_end')}, min {soak_.get('rss_mb_min')}, max {soak_.get('rss_mb_max')} MB; "
+            f"first-half max {soak_.get('rss_mb_first_half_max')}, second-half max {soak_.get('rss_mb_second_half_max')} MB; "
+            f"growth after the first minute {soak_.get('rss_mb_growth_per_hour_after_warmup')} MB/h (least squares)",
+            f"- partial latency p50 / p95 / max: {_ms(soak_['partial_ms'], 'p50')} / {_ms(soak_['partial_ms'], 'p95')} / "
+            f"{_ms(soak_['partial_ms'], 'max')} ms ({soak_['partials']} partials)",
+            f"- first-partial latency p50 / p95: {_ms(soak_['first_partial_ms'], 'p50')} / {_ms(soak_['first_partial_ms'], 'p95')} ms",
+            f"- final latency p50 / p95: {_ms(soak_['final_ms'], 'p50')} / {_ms(soak_['final_ms'], 'p95')} ms "
+            f"({soak_['finals']} finals; includes the endpointer's 1 s trailing-silence wait)",
+            f"- streams ended: {soak_['streams_ended']} / {soak_['streams']}; errors: {soak_['errors'] or 'none'}",
+            "", "RSS over the soak (s → MB):", "",
+            " ".join(f"{t:.0f}→{m_:.0f}" for t, m_ in soak_.get("rss_mb_samples", [])),
+        ]
+    ls = result.get("long_stream")
+    if ls:
+        lines += ["", "## One long stream (sent flat out)", "",
+                  f"{ls['audio_minutes']} min of audio in {ls['wall_seconds']} s; RSS start {ls['rss_mb_start']}, "
+                  f"end {ls['rss_mb_end']}, max {ls['rss_mb_max']} MB."]
+    lines += ["", "Reproduce: `nice -n 0 .venv/bin/python -m bench.load --levels 16 --level-seconds 30 "
+              "--soak-seconds 600 --soak-streams 16 --merge` (levels at other N: `--levels 4,8,...,96`).", ""]
+    path.write_text("\n".join(lines))
+
+
 class _Running:
     """A server this benchmark did not start (nothing to stop)."""
 
@@ -323,7 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load.json")
     p.add_argument("--url", default=None, help="use a running server (http://host:port) instead of starting one")
     p.add_argument("--server-pid", type=int, default=None, help="its pid, for memory and CPU readings")
+    p.add_argument("--merge", action="store_true", help="keep the earlier file's levels at other stream counts")
+    p.add_argument("--report-only", action="store_true", help="only rewrite load.md from the JSON")
     args = p.parse_args(argv)
+    report = args.out.with_suffix(".md")
+    if args.report_only:
+        write_report(json.loads(args.out.read_text()), report)
+        print(f"wrote {report}")
+        return 0
+    old = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {}
 
     import tempfile
 
@@ -339,15 +479,16 @@ def main(argv: list[str] | None = None) -> int:
     url = base.replace("http", "ws", 1) + "/v1/stream"
     result: dict = {"model": args.model, "budget_ms": args.budget_ms, "machine": {
         "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "server": {"max_batch": args.max_batch, "threads": args.threads, "decoders": args.decoders}, "levels": []}
+        "server": {"max_batch": args.max_batch, "threads": args.threads, "decoders": args.decoders}, "levels": [],
+        "git": git_commit(), "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
-        import httpx
-
-        result["model_info"] = httpx.get(f"{base}/readyz").json().get("model")
+        stamp = model_stamp(base, args.model)
+        result["model_info"] = stamp
         result["idle_rss_mb"] = round(rss_mb(proc.pid), 1)
         capacity = 0
-        for n in [int(v) for v in args.levels.split(",")]:
+        for n in [int(v) for v in args.levels.split(",") if v.strip()]:
             level = measure(proc, base, url, clips, n, args.level_seconds, seed=n)
+            level["model"], level["git"], level["measured"] = stamp, result["git"], result["measured"]
             p95 = level["partial_ms"]["p95"]
             level["within_budget"] = bool(p95 is not None and p95 <= args.budget_ms and not level["errors"]
                                           and level["streams_ended"] == n)
@@ -357,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
             capacity = n
         result["capacity_streams"] = capacity
+        if old:
+            result["levels"] = merge_levels(old, result["levels"])
+            result["capacity_streams"] = capacity_of(result["levels"], stamp)
+            result["capacity_this_run"] = capacity
         n_soak = args.soak_streams or capacity
         if args.soak_seconds > 0 and n_soak > 0:
             rss_before = rss_mb(proc.pid)
@@ -364,11 +509,13 @@ def main(argv: list[str] | None = None) -> int:
             rss = [m for _, m in samples]
             half = len(rss) // 2
             result["soak"] = {
-                "streams": n_soak, "seconds": args.soak_seconds, **summarise(stats),
-                "rss_mb_before": round(rss_before, 1), "rss_mb_first_half_max": max(rss[: half or 1]),
+                "streams": n_soak, "seconds": args.soak_seconds, "model": stamp, "git": result["git"],
+                **summarise(stats), "rss_mb_before": round(rss_before, 1), **rss_summary(samples), "rss_mb_first_half_max": max(rss[: half or 1]),
                 "rss_mb_second_half_max": max(rss[half:]), "rss_mb_samples": samples,
             }
             print(json.dumps({k: v for k, v in result["soak"].items() if k != "rss_mb_samples"}), flush=True)
+        elif old.get("soak"):
+            result["soak"] = old["soak"]
         if args.long_minutes > 0:
             result["long_stream"] = asyncio.run(long_stream(url, clips, args.long_minutes, proc))
             print(json.dumps({k: v for k, v in result["long_stream"].items() if k != "rss_mb_samples"}), flush=True)
@@ -378,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=30)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(result, report)
+    print(f"wrote {args.out} and {report}")
     return 0
 
 

@@ -17,6 +17,9 @@ class EngineConfig:
     diarisation: bool = True  # use diarisation.online when it is installed
     verify_checksums: bool = True  # re-hash artefacts on load
     max_models: int = 3  # models kept loaded at once (least recently used is dropped)
+    # s of diariser step labels a stream keeps for labelling words: more than a segment can last
+    # (the recogniser closes one at 20 s) plus the audio a stream may queue (20 s), with margin
+    diariser_memory_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:

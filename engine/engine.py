@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,7 +22,7 @@ from compression.store import ModelStore, StoreError, UnknownModelError
 from compression.store.manifest import Manifest
 from engine.config import EngineConfig
 from engine.spec import StreamSpec
-from engine.stream import EngineStream, Sink
+from engine.stream import Decoding, EngineStream, Sink
 from engine.worker import BatchWorker, DecodeObserver
 
 log = logging.getLogger("minutes.engine")
@@ -55,11 +55,49 @@ class LoadedModel:
     def hotwords_supported(self) -> bool:
         return self.options_cls is not None and "hotwords" in {f.name for f in fields(self.options_cls)}
 
+    def plan(self, spec: StreamSpec) -> tuple[Any, Decoding]:
+        """This stream's decoding options (None: the recogniser's defaults) and what will be
+        applied: hotwords the model can use, the boost, and a warning for each one it cannot.
+
+        Why here and not in the protocol layer: whether a hotword can be used depends on the
+        model (a CTC-decoded model cannot bias; a phrase its tokenizer cannot spell is dropped)."""
+        rec = self.recogniser
+        base = getattr(rec, "options", None)
+        if base is None and self.options_cls is not None:
+            base = self.options_cls()
+        decoder = (getattr(base, "decoder", "") or getattr(rec, "default_decoder", "transducer"))
+        words, warnings = tuple(spec.hotwords), []
+        if words and not self.hotwords_supported:
+            warnings.append("this model cannot bias towards hotwords; they were ignored")
+            words = ()
+        elif words and decoder == "ctc":
+            warnings.append("this model decodes with its CTC head, which cannot bias towards hotwords; they were ignored")
+            words = ()
+        if words:
+            words, unspellable = _spellable(rec, words)
+            if unspellable:
+                warnings.append(f"hotwords the model's vocabulary cannot spell were ignored: {list(unspellable)}")
+        if not words:
+            return None, Decoding(decoder, (), None, tuple(warnings))
+        boost = spec.hotword_boost if spec.hotword_boost is not None else float(getattr(base, "hotword_score", 2.0))
+        options = replace(base, hotwords=words, hotword_score=boost)
+        return options, Decoding(decoder, words, boost, tuple(warnings))
+
     def stream_kwargs(self, spec: StreamSpec) -> dict[str, Any]:
         """`new_stream` arguments: the recogniser's default options with this stream's hotwords."""
-        if not spec.hotwords or not self.hotwords_supported:
-            return {}
-        return {"options": self.options_cls(hotwords=tuple(spec.hotwords))}
+        options, _ = self.plan(spec)
+        return {} if options is None else {"options": options}
+
+
+def _spellable(rec: Any, words: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split phrases into those the tokenizer spells without its unknown piece, and the rest."""
+    tok = getattr(rec, "tok", None)
+    sp = getattr(tok, "sp", None)
+    if sp is None:
+        return words, ()
+    unk = sp.unk_id() + 1  # the transducer's ids are SentencePiece's + 1 (0 is blank)
+    ok = tuple(w for w in words if tok.encode(w) and unk not in tok.encode(w))
+    return ok, tuple(w for w in words if w not in ok)
 
 
 class Engine:
@@ -194,23 +232,34 @@ class Engine:
         return self._diariser is not None
 
     # -- streams ---------------------------------------------------------------------------
-    def open_stream(self, spec: StreamSpec, sink: Sink) -> EngineStream:
-        """A new stream on the worker. Blocking when the model must first be loaded."""
+    def open_stream(self, spec: StreamSpec, sink: Sink, keep_turns: bool = False) -> EngineStream:
+        """A new stream on the worker. Blocking when the model must first be loaded.
+        `keep_turns`: the diariser keeps speaker turns for the `End` (files); a live stream's
+        diariser keeps only a rolling window, so its memory stays flat for hours."""
         if spec.model is None and not self.ready:
             raise ModelUnavailable(self.reason)
         model = self.model(spec.model)
         diariser = None
         if spec.diarisation and self._diariser is not None and spec.geometry is not None:
-            diariser = self._diariser.new_stream(spec.geometry_array, model.recogniser.sample_rate)
+            diariser = self._new_diariser_stream(spec, model.recogniser.sample_rate, keep_turns)
         stream = EngineStream(uuid.uuid4().hex[:16], spec, model, sink, diariser)
         worker = min(self.workers, key=lambda w: w.active)
         stream.worker = worker
         worker.add(stream)
         return stream
 
+    def _new_diariser_stream(self, spec: StreamSpec, rate: int, keep_turns: bool) -> Any:
+        params = inspect.signature(self._diariser.new_stream).parameters
+        kw: dict[str, Any] = {}
+        if "memory" in params:
+            kw["memory"] = self.config.diariser_memory_seconds
+        if "keep_turns" in params:
+            kw["keep_turns"] = keep_turns
+        return self._diariser.new_stream(spec.geometry_array, rate, **kw)
+
     def transcribe_source(self, spec: StreamSpec, source: Iterator[np.ndarray], sink: Sink) -> EngineStream:
         """A stream fed from an iterator of (N, C) blocks (a file), finished when it runs dry."""
-        stream = self.open_stream(spec, sink)
+        stream = self.open_stream(spec, sink, keep_turns=True)
         stream.feed_from(source)
         stream.finish("stop")
         stream.worker.notify()

@@ -56,12 +56,13 @@ class End:
     text: str
     processing_seconds: float
     turns: tuple = ()  # minutes.types.Turn from the diariser (REST results), not sent on the stream
+    text_truncated: bool = False  # `text` is only the most recent part (engine.stream.SUMMARY_MAX_CHARS)
 
     def to_dict(self) -> dict[str, Any]:
         rtf = self.processing_seconds / self.duration if self.duration > 0 else 0.0
         return {"type": "end", "stream_id": self.stream_id, "reason": self.reason,
                 "duration": round(self.duration, 3), "segments": self.segments, "words": self.words,
-                "text": self.text, "processing_seconds": round(self.processing_seconds, 4),
+                "text": self.text, "text_truncated": self.text_truncated, "processing_seconds": round(self.processing_seconds, 4),
                 "rtf": round(rtf, 4)}
 
 

@@ -15,7 +15,8 @@ class StreamSpec:
     preset: str | None = None  # array preset name, when one was given
     geometry: tuple[tuple[float, float, float], ...] | None = None  # (M, 3) metres
     partials: bool = True
-    hotwords: tuple[str, ...] = ()
+    hotwords: tuple[str, ...] = ()  # normalised phrases to bias the search towards
+    hotword_boost: float | None = None  # log-score bonus per matched token; None: the model's default
     diarisation: bool = False  # asked for; the engine may not have it
     model: str | None = None  # None: the server's default
     channel: str | int = "mean"  # what the recogniser hears: mean of channels, or one index

@@ -13,7 +13,7 @@ import collections
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -26,6 +26,50 @@ from minutes.types import Segment, Word
 log = logging.getLogger("minutes.engine")
 
 Sink = Callable[[object], None]
+SUMMARY_MAX_CHARS = 100_000  # text kept for the `end` summary (the most recent part beyond it)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a stream is decoded, as applied (echoed in `ready` and REST results)."""
+
+    decoder: str  # "transducer" | "ctc"
+    hotwords: tuple[str, ...] = ()  # normalised phrases the search is biased towards
+    hotword_boost: float | None = None  # log-score bonus per matched token (None without hotwords)
+    warnings: tuple[str, ...] = ()  # why asked-for hotwords were not applied
+    search: str = "greedy"  # "greedy" | "beam" (hotwords need the beam: alternatives to choose between)
+    beam_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
+                "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}
+
+
+class SummaryText:
+    """The transcript for the `end` summary, bounded: the whole text up to `max_chars`, then
+    its most recent `max_chars` (cut at a word), so an hours-long stream's memory stays flat.
+    Every final was already sent; the summary is a convenience."""
+
+    def __init__(self, max_chars: int = SUMMARY_MAX_CHARS) -> None:
+        self.max_chars = max_chars
+        self.parts: collections.deque[str] = collections.deque()
+        self.chars = -1  # length of " ".join(parts)
+        self.truncated = False
+
+    def append(self, text: str) -> None:
+        self.parts.append(text)
+        self.chars += len(text) + 1
+        while self.chars > self.max_chars and len(self.parts) > 1:
+            self.chars -= len(self.parts.popleft()) + 1
+            self.truncated = True
+        if self.chars > self.max_chars:  # one final longer than the budget: keep its tail
+            tail = self.parts[0][-self.max_chars :]
+            self.parts[0] = tail[tail.find(" ") + 1 :] if " " in tail else tail
+            self.chars, self.truncated = len(self.parts[0]), True
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
 
 
 @dataclass(frozen=True)
@@ -56,7 +100,11 @@ class EngineStream:
         self.model = model  # engine.engine.LoadedModel
         self.sink = sink
         rec = model.recogniser
-        self.rs = rec.new_stream(**model.stream_kwargs(spec))
+        options, decoding = model.plan(spec)
+        self.rs = rec.new_stream(options) if options is not None else rec.new_stream()
+        beam = getattr(self.rs, "beam", None)  # the recogniser's beam stream, when it searches with one
+        self.decoding = replace(decoding, search="beam" if beam is not None else "greedy",
+                                beam_size=getattr(getattr(beam, "opts", None), "beam_size", None) if beam is not None else None)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
         self.diariser = diariser  # diarisation stream (accept/label/events) or None
         self.diar_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate) if diariser else None
@@ -72,7 +120,7 @@ class EngineStream:
         self.processing_seconds = 0.0
         self.finals = 0
         self.words = 0
-        self.texts: list[str] = []
+        self.summary = SummaryText()  # bounded: no per-stream list grows with the stream's length
         self.ended = False
         self.worker: Any = None  # the BatchWorker that decodes this stream (set by the engine)
 
@@ -211,7 +259,7 @@ class EngineStream:
             self.emit(Final(seg))
             self.finals += 1
             self.words += len(words)
-            self.texts.append(seg.text)
+            self.summary.append(seg.text)
         self.segment_id += 1
         self.segment_start = round(self.decoded_seconds(), 3)
         self.last_partial = None
@@ -233,9 +281,10 @@ class EngineStream:
         self._diar_events()
         self.flush_syncs()
         self.ended = True
-        turns = tuple(self._diar("turns") or ()) if hasattr(self.diariser, "turns") else ()
-        self.emit(End(self.id, reason, self.duration, self.finals, self.words, " ".join(self.texts),
-                      self.processing_seconds, turns))
+        keeps = getattr(self.diariser, "keep_turns", True)  # a live stream's diariser keeps none
+        turns = tuple(self._diar("turns") or ()) if keeps and hasattr(self.diariser, "turns") else ()
+        self.emit(End(self.id, reason, self.duration, self.finals, self.words, self.summary.text,
+                      self.processing_seconds, turns, self.summary.truncated))
 
     def fail(self, code: str, message: str) -> None:
         self.ended = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from engine.arrays import PRESETS, GeometryError, resolve_array
@@ -11,8 +12,11 @@ from engine.spec import StreamSpec
 
 MAX_TEXT_BYTES = 64 * 1024
 START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
-OPTION_FIELDS = {"partials", "hotwords", "diarisation", "model", "channel"}
-MAX_HOTWORDS, MAX_HOTWORD_CHARS = 100, 100
+OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel"}
+# Hotword limits (docs/protocol.md): the trie and the per-frame bonus rows grow with them, so a
+# client cannot make one stream's search arbitrarily slow for everyone on its batch.
+MAX_HOTWORDS, MAX_HOTWORD_CHARS, MAX_HOTWORD_BOOST = 100, 100, 10.0
+HOTWORD_ERROR = "invalid_hotwords"
 
 
 class ProtocolError(ValueError):
@@ -50,15 +54,39 @@ def _bool(value: Any, name: str) -> bool:
     return value
 
 
-def parse_hotwords(value: Any, code: str = "invalid_start") -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > MAX_HOTWORDS:
-        raise ProtocolError(code, f"hotwords must be a list of at most {MAX_HOTWORDS} strings")
-    out = []
-    for w in value:
-        if not isinstance(w, str) or not 1 <= len(w.strip()) <= MAX_HOTWORD_CHARS:
-            raise ProtocolError(code, f"each hotword must be a string of 1..{MAX_HOTWORD_CHARS} characters")
-        out.append(_normalise(w))
-    return tuple(w for w in out if w)
+def parse_hotwords(value: Any, code: str = HOTWORD_ERROR) -> tuple[str, ...]:
+    """A list of words/phrases → the distinct normalised phrases, in order; `ProtocolError(code)`
+    naming the offending entry when the list or one of its entries is not acceptable."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ProtocolError(code, f"hotwords must be a list of strings, got {type(value).__name__}")
+    if len(value) > MAX_HOTWORDS:
+        raise ProtocolError(code, f"hotwords: {len(value)} given, at most {MAX_HOTWORDS} are allowed")
+    out: list[str] = []
+    for i, w in enumerate(value):
+        if not isinstance(w, str):
+            raise ProtocolError(code, f"hotwords[{i}] must be a string, got {type(w).__name__}")
+        if not w.strip():
+            raise ProtocolError(code, f"hotwords[{i}] is empty")
+        if len(w) > MAX_HOTWORD_CHARS:
+            raise ProtocolError(code, f"hotwords[{i}] is {len(w)} characters long, at most {MAX_HOTWORD_CHARS} are allowed")
+        norm = _normalise(w)
+        if not norm:
+            raise ProtocolError(code, f"hotwords[{i}] ({w[:40]!r}) has no letters or digits")
+        if norm not in out:
+            out.append(norm)
+    return tuple(out)
+
+
+def parse_boost(value: Any, code: str = HOTWORD_ERROR) -> float | None:
+    """`hotword_boost`: the log-score bonus per matched token, in (0, MAX_HOTWORD_BOOST]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= MAX_HOTWORD_BOOST:
+        raise ProtocolError(code, f"hotword_boost must be a number in (0, {MAX_HOTWORD_BOOST:g}]")
+    return float(value)
 
 
 def _normalise(text: str) -> str:
@@ -80,7 +108,8 @@ def parse_channel(value: Any, channels: int, code: str = "invalid_start") -> str
 
 
 def parse_start(msg: dict[str, Any]) -> StreamSpec:
-    """A `start` message → `StreamSpec`, or `ProtocolError("invalid_start", ...)` naming the field."""
+    """A `start` message → `StreamSpec`, or `ProtocolError("invalid_start", ...)` naming the field
+    (`invalid_hotwords` for the hotword options)."""
     unknown = set(msg) - START_FIELDS
     if unknown:
         raise ProtocolError("invalid_start", f"unknown field(s) {sorted(unknown)}")
@@ -117,6 +146,7 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         geometry=None if geometry is None else tuple(tuple(float(v) for v in row) for row in geometry),
         partials=_bool(options.get("partials", True), "options.partials"),
         hotwords=parse_hotwords(options.get("hotwords", [])),
+        hotword_boost=parse_boost(options.get("hotword_boost")),
         diarisation=_bool(options.get("diarisation", multi_mic), "options.diarisation"),
         model=model,
         channel=parse_channel(options.get("channel", "mean"), channels),

@@ -20,7 +20,7 @@ from minutes.types import Segment, Transcript, Turn
 from server.context import ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS
-from server.protocol import ProtocolError, parse_channel, parse_hotwords
+from server.protocol import HOTWORD_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords
 
 BLOCK_SECONDS = 1.0
 
@@ -35,6 +35,7 @@ class FileParams:
     hotwords: tuple[str, ...] = ()
     model: str | None = None
     channel: str | int = "mean"
+    hotword_boost: float | None = None  # None: the model's default
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -51,7 +52,7 @@ def _invalid(message: str) -> ApiError:
 
 
 def parse_form(array: str | None, format: str | None, diarisation: str | None, hotwords: str | None,
-               model: str | None, channel: str | None) -> FileParams:
+               model: str | None, channel: str | None, hotword_boost: str | None = None) -> FileParams:
     fmt = (format or "json").strip().lower()
     if fmt not in FORMATS:
         raise _invalid(f"format must be one of {sorted(FORMATS)}")
@@ -80,15 +81,24 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
         text = hotwords.strip()
         try:
             items = json.loads(text) if text.startswith("[") else [w for w in text.split(",") if w.strip()]
-            words = parse_hotwords(items, "invalid_field")
-        except (ValueError, ProtocolError) as exc:
-            raise _invalid(f"hotwords: {exc}") from None
+        except ValueError:
+            raise ApiError(400, HOTWORD_ERROR, "hotwords: not a JSON list of strings") from None
+        try:
+            words = parse_hotwords(items)
+        except ProtocolError as exc:
+            raise ApiError(400, exc.code, str(exc)) from None
+    boost = None
+    if hotword_boost not in (None, ""):
+        try:
+            boost = parse_boost(float(hotword_boost))
+        except (ValueError, ProtocolError):
+            raise ApiError(400, HOTWORD_ERROR, "hotword_boost must be a number in (0, 10]") from None
     chan: str | int = "mean"
     if channel not in (None, "", "mean"):
         if not channel.strip().isdigit():
             raise _invalid('channel must be "mean" or a channel index')
         chan = int(channel)
-    return FileParams(arr, fmt, diar, words, model or None, chan)
+    return FileParams(arr, fmt, diar, words, model or None, chan, boost)
 
 
 def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
@@ -104,7 +114,7 @@ def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
     return StreamSpec(
         sample_rate=int(info.samplerate), encoding="pcm_f32le", channels=int(info.channels), preset=preset,
         geometry=None if geometry is None else tuple(tuple(float(v) for v in g) for g in geometry),
-        partials=False, hotwords=params.hotwords,
+        partials=False, hotwords=params.hotwords, hotword_boost=params.hotword_boost,
         diarisation=multi if params.diarisation is None else params.diarisation,
         model=params.model, channel=channel,
     )
@@ -163,6 +173,9 @@ async def transcribe(ctx: ServerContext, fh: BinaryIO, params: FileParams) -> di
     transcript = Transcript(tuple(segments), turns, round(end.duration, 3))
     out = transcript.to_dict()
     out["model"] = {"name": stream.model.name, "version": stream.model.manifest.version}
+    out["decoding"] = stream.decoding.to_dict()
+    if stream.decoding.warnings:
+        out["warnings"] = list(stream.decoding.warnings)
     out["processing_seconds"] = round(end.processing_seconds, 4)
     out["rtf"] = round(end.processing_seconds / end.duration, 4) if end.duration else 0.0
     out["wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -110,9 +110,8 @@ class StreamSession:
         diarisation = stream.diariser is not None
         if spec.diarisation and not diarisation:
             warnings.append(self.engine.diarisation_reason or "diarisation needs an array geometry with 2 or more mics")
-        hotwords = list(spec.hotwords) if model.hotwords_supported else []
-        if spec.hotwords and not hotwords:
-            warnings.append("this model cannot bias towards hotwords; they were ignored")
+        decoding = stream.decoding  # what the recogniser stream was built with
+        warnings.extend(decoding.warnings)
         return {
             "type": "ready", "protocol": "v1", "stream_id": stream.id,
             "model": {"name": model.name, "version": model.manifest.version},
@@ -121,8 +120,10 @@ class StreamSession:
             "encoding": spec.encoding, "channels": spec.channels,
             "array": None if spec.geometry is None else {"preset": spec.preset, "geometry": [list(g) for g in spec.geometry]},
             "chunk_seconds": rec.chunk_seconds,
-            "options": {"partials": spec.partials, "hotwords": hotwords, "diarisation": diarisation,
+            "options": {"partials": spec.partials, "hotwords": list(decoding.hotwords),
+                        "hotword_boost": decoding.hotword_boost, "diarisation": diarisation,
                         "model": model.name, "channel": spec.channel},
+            "decoding": decoding.to_dict(),
             "limits": {"max_message_bytes": self.cfg.max_message_bytes,
                        "max_session_seconds": self.cfg.max_session_seconds,
                        "idle_timeout_seconds": self.cfg.idle_timeout_seconds},

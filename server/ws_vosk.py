@@ -118,7 +118,9 @@ class VoskSession:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 1000 <= rate <= 384000:
             raise ProtocolError("invalid_config", "sample_rate must be a number in 1000..384000")
         if "phrase_list" in cfg:
-            self.hotwords = parse_hotwords(cfg["phrase_list"], "invalid_config")
+            phrases = cfg["phrase_list"]  # Vosk's "[unk]" entry (out-of-grammar words) is no phrase
+            phrases = [w for w in phrases if w != "[unk]"] if isinstance(phrases, list) else phrases
+            self.hotwords = parse_hotwords(phrases, "invalid_config")
         alternatives = cfg.get("max_alternatives", self.max_alternatives) or 0
         if isinstance(alternatives, bool) or not isinstance(alternatives, int) or not 0 <= alternatives <= 10:
             raise ProtocolError("invalid_config", "max_alternatives must be an integer in 0..10")

@@ -80,7 +80,6 @@ def test_parse_start_accepts_presets_geometry_and_defaults():
     ({"type": "start", "sample_rate": 16000, "channels": 1, "array": [[0, 0]]}, "array"),
     ({"type": "start", "sample_rate": 16000, "channels": 1, "array": [[0, 0, 1e9]]}, "array"),
     ({"type": "start", "sample_rate": 16000, "options": {"partial": True}}, "partial"),
-    ({"type": "start", "sample_rate": 16000, "options": {"hotwords": "x"}}, "hotwords"),
     ({"type": "start", "sample_rate": 16000, "options": {"channel": 3}}, "channel"),
     ({"type": "start", "sample_rate": 16000, "options": {"partials": "yes"}}, "partials"),
     ({"type": "start", "sample_rate": 16000, "rate": 1}, "rate"),
@@ -89,6 +88,30 @@ def test_parse_start_names_the_bad_field(msg, field):
     with pytest.raises(ProtocolError) as e:
         parse_start(msg)
     assert e.value.code == "invalid_start" and field in str(e.value)
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"hotwords": "x"}, "list of strings"),
+    ({"hotwords": ["x"] * 101}, "at most 100"),
+    ({"hotwords": ["ok", None]}, "hotwords[1] must be a string"),
+    ({"hotwords": ["y" * 101]}, "hotwords[0] is 101 characters"),
+    ({"hotwords": [""]}, "hotwords[0] is empty"),
+    ({"hotwords": ["..."]}, "no letters"),
+    ({"hotword_boost": -1}, "hotword_boost"),
+    ({"hotword_boost": float("nan")}, "hotword_boost"),
+    ({"hotword_boost": True}, "hotword_boost"),
+])
+def test_bad_hotwords_get_their_own_code(options, says):
+    with pytest.raises(ProtocolError) as e:
+        parse_start({"type": "start", "sample_rate": 16000, "options": options})
+    assert e.value.code == "invalid_hotwords" and says in str(e.value)
+
+
+def test_hotwords_normalised_deduplicated_with_boost():
+    spec = parse_start({"type": "start", "sample_rate": 16000,
+                        "options": {"hotwords": ["Kalman filter", "KALMAN  FILTER", "3 mics"], "hotword_boost": 4}})
+    assert spec.hotwords == ("KALMAN FILTER", "THREE MICS") and spec.hotword_boost == 4.0
+    assert parse_start({"type": "start", "sample_rate": 16000}).hotword_boost is None
 
 
 def test_parse_text_refuses_garbage():
