@@ -88,6 +88,41 @@ def measure(rec: Recogniser, audio: list[np.ndarray], opts: dict[str, DecodingOp
     return Cost(rounds * sum(len(x) for x in audio) / rec.sample_rate, cpu, wall)
 
 
+def transcribe_together(rec: Recogniser, audio: list[np.ndarray], opts: DecodingOptions) -> None:
+    """Stream several signals at once as the server does: each decode_streams call runs one
+    batched encoder chunk and one batched search over every ready stream."""
+    step = int(rec.chunk_seconds * rec.sample_rate)
+    streams = [rec.new_stream(opts) for _ in audio]
+    for i in range(0, max(len(x) for x in audio) + step, step):
+        for s, x in zip(streams, audio):
+            if i < len(x):
+                s.accept_waveform(x[i:i + step])
+            elif not s.finished:
+                s.input_finished()
+        while True:
+            ready = [s for s in streams if rec.is_ready(s)]
+            if not ready:
+                break
+            rec.decode_streams(ready)
+            for s in ready:
+                if not s.flushed and rec.is_endpoint(s):
+                    s.reset_segment()
+
+
+def measure_batched(rec: Recogniser, audio: list[np.ndarray], opts: dict[str, DecodingOptions], n: int) -> Cost:
+    """CPU time of `n` concurrent streams per group, greedy and beam interleaved group by group."""
+    cpu = {k: 0.0 for k in opts}
+    wall = {k: 0.0 for k in opts}
+    for g, i in enumerate(range(0, len(audio), n)):
+        group = audio[i:i + n]
+        for k in (list(opts) if g % 2 == 0 else list(opts)[::-1]):
+            c0, w0 = time.process_time(), time.perf_counter()
+            transcribe_together(rec, group, opts[k])
+            cpu[k] += time.process_time() - c0
+            wall[k] += time.perf_counter() - w0
+    return Cost(sum(len(x) for x in audio) / rec.sample_rate, cpu, wall)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "store" / "default"), help="store folder (newest version) or model.pt")
@@ -96,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--lm-weight", type=float, default=0.3)
     p.add_argument("--ilm-weight", type=float, default=0.3)
+    p.add_argument("--streams", type=int, default=8, help="also time this many concurrent streams (0: skip)")
     p.add_argument("--profile", action="store_true", help="profile the beam path only; write nothing")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
@@ -117,7 +153,11 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     cost = measure(rec, audio, opts, args.rounds)
     model_file = find_model(args.model)
-    out = cost.summary() | {
+    batched = {}
+    if args.streams > 1:
+        b = measure_batched(rec, audio, opts, args.streams).summary()
+        batched = {f"streams_{args.streams}": {k: b[k] for k in ("greedy_rtf", "beam4_ilme_rtf", "ratio")}}
+    out = cost.summary() | batched | {
         "model": str(model_file.relative_to(REPO)) if model_file.is_relative_to(REPO) else str(model_file),
         "lm": lm_path, "options": beam.to_dict(), "utterances": len(audio), "threads": 1,
         "how": "streamed Recogniser.transcribe (0.32 s chunks, endpoints), same audio, same process, "

@@ -1,0 +1,111 @@
+"""Hotword recall on real audio through the server's path, with and without biasing.
+
+    python -m bench.lm_hotwords --utts 100     # writes "hotwords" into bench/results/lm_fusion.json
+
+The shipped model (store/default, newest version) transcribes a test set with
+`Recogniser.transcribe` (streamed chunks, endpoints) three ways: greedy, beam 4, and beam 4 with
+the set's rare words sent as the session's hotwords (`DecodingOptions.hotwords`, the `start`
+message's field). Rare words = words of the references seen at most once in the model's
+training transcripts (longer than 3 letters). Recall = occurrences of list words in the
+references that the hypothesis contains (bag of words per utterance). A fourth run biases with
+*distractors* (rare words of another text domain that the references never contain), which
+measures what biasing costs when the list is wrong. Bonus per token chosen from a small grid on
+the first half of the utterances, reported on the second half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from bench.lm_fusion import hotword_recall, wer
+from corpus.manifest import read_manifest, resolve_audio
+from decoding.options import DecodingOptions
+from decoding.recogniser import Recogniser, find_model
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+DEFAULT_SET = "/work/data/corpus/single/test.jsonl"
+SCORES = (1.0, 2.0, 3.0)
+
+
+def training_texts(model_path: Path) -> list[str]:
+    cfg = json.loads((model_path.parent / "config.json").read_text()) if (model_path.parent / "config.json").exists() else {}
+    out = []
+    for m in cfg.get("train", {}).get("train_manifests", []):
+        if Path(m).exists():
+            out += [r.text for r in read_manifest(m)]
+    return out
+
+
+def rare(refs: list[str], seen: Counter, limit: int = 200) -> list[str]:
+    return sorted({w for r in refs for w in r.split() if seen[w] <= 1 and len(w) > 3})[:limit]
+
+
+def distractors(refs: list[str], seen: Counter, n: int) -> list[str]:
+    """Rare words of the bible pool (another domain) that no reference contains."""
+    from corpus.sentences import load_pool
+
+    in_refs = {w for r in refs for w in r.split()}
+    words = sorted({w for t in load_pool().test["bible"] for w in t.split()
+                    if w not in in_refs and seen[w] <= 1 and len(w) > 3})
+    return words[:: max(1, len(words) // max(1, n))][:n]
+
+
+def run(rec: Recogniser, audio: list, refs: list[str], opts: DecodingOptions) -> list[str]:
+    return [" ".join(w.text for w in rec.transcribe(x, opts)) for x in audio]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(REPO / "store" / "default"))
+    p.add_argument("--manifest", default=DEFAULT_SET)
+    p.add_argument("--utts", type=int, default=100)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model_path = find_model(args.model)
+    rec = Recogniser.load(model_path.parent)
+    recs = list(read_manifest(args.manifest))[: args.utts]
+    audio = [sf.read(resolve_audio(r, args.manifest), dtype="float32", always_2d=True)[0][:, 0].copy() for r in recs]
+    refs = [r.text for r in recs]
+    seen = Counter(w for t in training_texts(model_path) for w in t.split())
+    half = len(refs) // 2
+    dev, test = slice(0, half), slice(half, None)
+    beam = DecodingOptions(search="beam", beam_size=4)
+    dev_words = rare(refs[dev], seen)
+    tune = {}
+    for sc in SCORES:
+        hyps = run(rec, audio[dev], refs[dev], replace(beam, hotwords=tuple(dev_words), hotword_score=sc))
+        tune[sc] = wer(refs[dev], hyps)
+        print(f"  bonus {sc}: dev WER {tune[sc]}", flush=True)
+    score = min(tune, key=tune.get)
+    words = rare(refs[test], seen)
+    wrong = distractors(refs[test], seen, len(words))
+    runs = {}
+    for label, o in (("greedy", DecodingOptions()), ("beam", beam),
+                     ("beam + hotwords", replace(beam, hotwords=tuple(words), hotword_score=score)),
+                     ("beam + distractor hotwords", replace(beam, hotwords=tuple(wrong), hotword_score=score))):
+        hyps = run(rec, audio[test], refs[test], o)
+        runs[label] = hotword_recall(refs[test], hyps, set(words)) | {"wer": wer(refs[test], hyps)}
+        print(" ", label, runs[label], flush=True)
+    out = {"model": str(model_path.relative_to(REPO)) if model_path.is_relative_to(REPO) else str(model_path),
+           "set": Path(args.manifest).parent.name + "/" + Path(args.manifest).stem, "utterances": len(refs) - half,
+           "n_words": len(words), "n_distractors": len(wrong), "score": score, "tune_dev_wer": tune, "runs": runs}
+    print(json.dumps(out, indent=1))
+    if not args.no_write:
+        path = RESULTS / "lm_fusion.json"
+        data = json.loads(path.read_text())
+        data.setdefault("hotwords", {})["real_audio"] = out
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
