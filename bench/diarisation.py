@@ -1,9 +1,12 @@
 """Diarisation benchmark on the corpus' simulated meetings (`corpus meeting` recipe).
 
-    python -m bench.diarisation --corpus /work/data/corpus/meeting --corpus /work/data/corpus/meeting-static
+    python -m bench.diarisation --corpus /work/data/corpus/meeting --corpus /work/data/corpus/meeting-static \
+        --corpus /work/data/corpus/meeting-real
 
-The second corpus adds static-only meetings (the main set has only two without a walking
-talker), made with the corpus package's own recipe and held-out voices:
+`meeting` holds synthetic-voice meetings (most with a walking talker), `meeting-real` the
+same with real speechocean762 voices, and `meeting-static` static-only meetings (the other two
+have only one without a walking talker), made with the corpus package's own recipe and
+held-out voices:
 
     from corpus.recipes.meeting import MeetingConfig, build_meeting
     build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-static"), count=6, min_minutes=2.0,
@@ -11,22 +14,25 @@ talker), made with the corpus package's own recipe and held-out voices:
 
 For every meeting: the offline steps (DOA, segments, embeddings) run once and feed the three
 clustering variants — `emb_ahc` (embeddings only), `stationary_ahc` (+ location, q = 0),
-`kalman_ahc` (+ random-walk Kalman LLR) — then the online particle filter runs on the stream in
-160 ms chunks, its CPU time measured (one thread: `torch.set_num_threads(1)`; CPU time, not wall
+`kalman_ahc` (+ random-walk Kalman LLR, mixed with the static model) — each followed by the
+DOA overlap step (a second speaker where the frames' two spatial-spectrum peaks point at
+another speaker's track); then the online particle filter runs on the stream in 160 ms
+chunks, its CPU time measured (one thread: `torch.set_num_threads(1)`; CPU time, not wall
 time, because the machine's two cores are shared with other jobs).
 
-Tuning is honest: the AHC stopping thresholds are picked on the first `--dev` meetings (train
-split), which are then left out of every reported number.
+Tuning is honest: the AHC stopping thresholds (and kalman_ahc's process noise and static-model
+prior) are picked on the corpora's train-split meetings; the reported scenarios `moving`,
+`static`, `test` and `real` hold only test-split meetings (held-out speaker identities, never
+tuned on). `train` is the tuning set itself and `all` every meeting (both optimistic).
 
 Online: `particle_online` is the default filter (deterministic N-best selection of particle
-children, 16 particles); `particle_online_sampled` the classic one (optimal-proposal sampling,
-48 particles, systematic resampling when the effective sample size falls below N/2).
+children); `--sampled` adds `particle_online_sampled`, the classic one (optimal-proposal
+sampling, 48 particles, systematic resampling when the effective sample size falls below N/2).
 
-Scenarios: `static` (no talker moves), `moving` (at least one does), `heldout` (the corpus'
-test split: speaker identities the embedding never saw), `all`. DER with the standard 0.25 s
-collar, overlapped speech scored. Azimuth error: for each speech segment (online: each step)
-the diariser's azimuth for its speaker against the true azimuth of the talker who actually
-spoke most of it, split by whether that talker was walking.
+DER with the standard 0.25 s collar, overlapped speech scored; `--no-overlap` scores the
+diarisers without the overlap step (the "before"). Azimuth error: for each speech segment
+(online: each step) the diariser's azimuth for its speaker against the true azimuth of the
+talker who actually spoke most of it, split by whether that talker was walking.
 
 Writes bench/results/diarisation.json ({scenario: {method: {"der": %, ...}}}, plus "_meta")
 and bench/results/diarisation.md (readable tables).
@@ -58,17 +64,34 @@ from minutes.types import Turn
 log = logging.getLogger("bench.diarisation")
 REPO = Path(__file__).resolve().parents[1]
 METHODS = (*CLUSTERINGS, "particle_online", "particle_online_sampled")
-THRESHOLDS = np.round(np.arange(0.1, 0.96, 0.05), 2)
-KALMAN_Q = (0.003, 0.01, 0.02)  # process noise per second tried for kalman_ahc on the dev meetings
+THRESHOLDS = np.round(np.arange(0.2, 0.91, 0.1), 2)  # coarse grid, then ± 0.05 around the best
+KALMAN_Q = (0.02,)  # process noise per second tried for kalman_ahc on the train meetings
+P_STATIC = (0.0, 0.5)  # prior of the static model in kalman_ahc's mixture (0: random walk alone)
+# Scenario -> (which meetings, what it is). Test-split scenarios first: those are the results.
+SCENARIOS = {
+    "moving": "test meetings with a walking talker",
+    "static": "test meetings where nobody moves",
+    "test": "all test meetings (held-out speakers; never tuned on)",
+    "real": "test meetings with real voices (meeting-real)",
+    "train": "train meetings (the tuning set: optimistic)",
+    "all": "every meeting, train included",
+}
 
 
-def _variant(d: OfflineDiariser, threshold: float, q: float | None) -> OfflineDiariser:
-    """The same diariser at another stopping threshold (and process noise)."""
+def _variant(d: OfflineDiariser, threshold: float, q: float | None, p_static: float | None = None,
+             overlap: bool | None = None) -> OfflineDiariser:
+    """The same diariser at another stopping threshold (and process noise, static prior;
+    with or without the overlap step)."""
     ahc = replace(d.config.ahc, threshold=threshold)
     if q is not None:
         ahc = replace(ahc, motion=replace(ahc.motion, q=q))
+    if p_static is not None:
+        ahc = replace(ahc, motion=replace(ahc.motion, p_static=p_static))
+    cfg = replace(d.config, ahc=ahc)
+    if overlap is not None:
+        cfg = replace(cfg, overlap=replace(cfg.overlap, enabled=overlap))
     out = OfflineDiariser.__new__(OfflineDiariser)
-    out.clustering, out.embedder, out.config = d.clustering, d.embedder, replace(d.config, ahc=ahc)
+    out.clustering, out.embedder, out.config = d.clustering, d.embedder, cfg
     return out
 
 
@@ -184,14 +207,47 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"median": round(float(np.median(values)), 2), "p90": round(float(np.percentile(values, 90)), 2), "n": len(values)}
 
 
+def _score_entry(m: "Meeting", turns: list[Turn]) -> dict:
+    s = score(m.ref, turns)
+    return {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
+            "n_spk": len({t.speaker for t in turns})}
+
+
+def tune(offline: dict[str, OfflineDiariser], sets: list, overlap: bool) -> dict[str, dict[str, float]]:
+    """Each variant's stopping threshold (kalman_ahc: also q and the static prior) on a grid;
+    the best mean DER over the tuning meetings wins."""
+    chosen: dict[str, dict[str, float]] = {}
+    for c in CLUSTERINGS:
+        grid = [(q, ps) for q in KALMAN_Q for ps in P_STATIC] if c == "kalman_ahc" else [(None, None)]
+        best = (float("inf"), None, None, None)
+
+        def der(th: float, q, ps) -> float:
+            d = _variant(offline[c], th, q, ps, overlap)
+            return float(np.mean([score(m.ref, d.cluster(p).turns).der for m, p in sets])) if sets else 0.0
+
+        for q, ps in grid:
+            coarse = min((der(float(th), q, ps), float(th)) for th in THRESHOLDS)
+            fine = min([coarse] + [(der(round(coarse[1] + dt, 2), q, ps), round(coarse[1] + dt, 2)) for dt in (-0.05, 0.05)])
+            if fine[0] < best[0]:
+                best = (fine[0], fine[1], q, ps)
+            log.info("%s q=%s p_static=%s: threshold %.2f, train DER %.2f", c, q, ps, fine[1], fine[0])
+        chosen[c] = {"threshold": best[1], **({"q": best[2], "p_static": best[3]} if best[2] is not None else {}),
+                     "tune_der": round(best[0], 2)}
+        log.info("%s: chosen on %d train meetings %s", c, len(sets), chosen[c])
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", action="append", default=None,
                     help="meeting corpus folder (repeatable; default /work/data/corpus/meeting)")
     ap.add_argument("--config", default=None, help="pipeline TOML (diarisation/configs/*.toml)")
-    ap.add_argument("--dev", type=int, default=4, help="first N train-split meetings tune thresholds")
-    ap.add_argument("--limit", type=int, default=0, help="at most N meetings (0: all)")
+    ap.add_argument("--tune", type=int, default=0, help="tune on at most N train-split meetings (0: all)")
+    ap.add_argument("--limit", type=int, default=0, help="score at most N meetings (0: all)")
+    ap.add_argument("--test-only", action="store_true", help="score only test-split meetings")
     ap.add_argument("--no-online", action="store_true")
+    ap.add_argument("--sampled", action="store_true", help="also run the sampled particle filter")
+    ap.add_argument("--no-overlap", action="store_true", help="without the DOA overlap step (the 'before')")
     ap.add_argument("--beta", type=float, default=None, help="override the location weight β")
     ap.add_argument("--cache", default="/work/data/diarisation/prepared", help="cache of DOA/segments/embeddings")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "diarisation"))
@@ -200,76 +256,68 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     corpora = [Path(c) for c in (args.corpus or ["/work/data/corpus/meeting"])]
     recs = [r for c in corpora for r in _records(c)]
+    tune_recs = [r for r in recs if r["split"] == "train"]
+    if args.tune:
+        tune_recs = tune_recs[: args.tune]
+    score_recs = [r for r in recs if r["split"] == "test"] if args.test_only else recs
     if args.limit:
-        recs = recs[: args.limit]
-    dev_ids = {r["id"] for r in [r for r in recs if r["split"] == "train"][: args.dev]}
+        score_recs = score_recs[: args.limit]
     cfg: PipelineConfig = load_config(args.config) if args.config else PipelineConfig()
     if args.beta is not None:
         cfg = replace(cfg, ahc=replace(cfg.ahc, beta=args.beta))
+    if args.no_overlap:
+        cfg = replace(cfg, overlap=replace(cfg.overlap, enabled=False))
+        online_cfg = replace(OnlineConfig(), overlap=replace(OnlineConfig().overlap, enabled=False))
+    else:
+        online_cfg = OnlineConfig()
     embedder = Embedder()
     offline = {c: OfflineDiariser(c, embedder=embedder, config=cfg) for c in CLUSTERINGS}
-    online = OnlineDiariser(OnlineConfig(), embedder=embedder)  # proposal "beam" (default)
-    sampled = OnlineDiariser(replace(OnlineConfig(), proposal="sample", n_particles=48), embedder=embedder)
-
+    online = OnlineDiariser(online_cfg, embedder=embedder)  # proposal "beam" (default)
+    sampled = OnlineDiariser(replace(online_cfg, proposal="sample", n_particles=48), embedder=embedder)
     cache = Path(args.cache) if args.cache else None
+    overlap = not args.no_overlap
 
-    # Pass 1, dev meetings only: each variant's stopping threshold (and, for kalman_ahc, its
-    # process noise q) on a grid; the best mean DER wins. Dev meetings are not scored.
-    chosen: dict[str, dict[str, float]] = {}
-    dev_sets = []
-    for rec in [r for r in recs if r["id"] in dev_ids]:
+    # Pass 1, train meetings only: thresholds (and kalman_ahc's motion model) per variant.
+    sets = []
+    for rec in tune_recs:
         m = Meeting(Path(rec["_corpus"]), rec)
-        dev_sets.append((m, _prepared(offline["kalman_ahc"], m, cache)))
-    for c in CLUSTERINGS:
-        qs = KALMAN_Q if c == "kalman_ahc" else (None,)
-        best = (float("inf"), None, None)
-        for q in qs:
-            for th in THRESHOLDS:
-                d = _variant(offline[c], float(th), q)
-                der = float(np.mean([score(m.ref, d.cluster(p).turns).der for m, p in dev_sets])) if dev_sets else 0.0
-                if der < best[0]:
-                    best = (der, float(th), q)
-        chosen[c] = {"threshold": best[1], **({"q": best[2]} if best[2] is not None else {}), "dev_der": round(best[0], 2)}
-        log.info("%s: chosen on %d dev meetings %s", c, len(dev_sets), chosen[c])
+        sets.append((m, _prepared(offline["kalman_ahc"], m, cache)))
+    chosen = tune(offline, sets, overlap)
+    kal = chosen["kalman_ahc"]
+    del sets
 
-    # Pass 2: every other meeting, each variant at its chosen setting, and the online filter.
+    # Pass 2: every meeting scored, each variant at its chosen setting, and the online filter.
     per_meeting, online_rows = [], []
-    for rec in [r for r in recs if r["id"] not in dev_ids]:
+    for rec in score_recs:
         m = Meeting(Path(rec["_corpus"]), rec)
         t0 = time.monotonic()
         prep = _prepared(offline["kalman_ahc"], m, cache)
-        entry = {"id": m.id, "split": m.split, "scenario": m.scenario, "speakers": len(m.traj),
-                 "moving": len(m.moving), "duration": round(m.duration, 1), "azimuth": {}}
+        entry = {"id": m.id, "split": m.split, "scenario": m.scenario, "real": Path(rec["_corpus"]).name == "meeting-real",
+                 "speakers": len(m.traj), "moving": len(m.moving), "duration": round(m.duration, 1), "azimuth": {}}
         for c in CLUSTERINGS:
-            res = _variant(offline[c], chosen[c]["threshold"], chosen[c].get("q")).cluster(prep)
-            s = score(m.ref, res.turns)
-            entry[c] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
-                        "n_spk": len({t.speaker for t in res.turns})}
+            res = _variant(offline[c], chosen[c]["threshold"], chosen[c].get("q"), chosen[c].get("p_static"),
+                           overlap).cluster(prep)
+            entry[c] = _score_entry(m, res.turns)
             spans = [(seg.start, seg.end, _track_at(res.tracks, f"S{int(k) + 1}", (seg.start + seg.end) / 2))
                      for seg, k in zip(res.segments, res.labels)]
             entry["azimuth"][c] = _azimuth_errors(m, spans)
         if not args.no_online:
-            turns, spans, rtf_cpu, rtf_wall, revised = run_online(m, online)
-            s = score(m.ref, turns)
-            entry["particle_online"] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm,
-                                        "conf": s.confusion, "n_spk": len({t.speaker for t in turns}),
-                                        "rtf_cpu": rtf_cpu, "rtf_wall": rtf_wall, "revised_steps": revised}
+            runs = [("particle_online", online)] + ([("particle_online_sampled", sampled)] if args.sampled else [])
+            for name, dia in runs:
+                turns, spans, rtf_cpu, rtf_wall, revised = run_online(m, dia)
+                entry[name] = {**_score_entry(m, turns), "rtf_cpu": rtf_cpu, "rtf_wall": rtf_wall, "revised_steps": revised}
+                entry["azimuth"][name] = _azimuth_errors(m, spans)
             online_rows.append(entry["particle_online"])
-            entry["azimuth"]["particle_online"] = _azimuth_errors(m, spans)
-            turns, spans, rtf_cpu, _, _ = run_online(m, sampled)
-            s = score(m.ref, turns)
-            entry["particle_online_sampled"] = {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm,
-                                                "conf": s.confusion, "n_spk": len({t.speaker for t in turns}),
-                                                "rtf_cpu": rtf_cpu}
-        # Controlled comparison: both location variants at kalman_ahc's threshold, β and noise
-        # level — only q differs (0 vs the tuned value), so the difference is the motion model.
-        th = chosen["kalman_ahc"]["threshold"]
+        # Controlled comparisons at kalman_ahc's threshold, β and noise level: stationary (q = 0)
+        # and the pure random walk (p_static = 0) against kalman_ahc as chosen.
+        th = kal["threshold"]
         entry["same_threshold"] = {
-            "stationary_ahc": score(m.ref, _variant(offline["stationary_ahc"], th, None).cluster(prep).turns).der,
+            "stationary_ahc": score(m.ref, _variant(offline["stationary_ahc"], th, None, None, overlap).cluster(prep).turns).der,
+            "random_walk": score(m.ref, _variant(offline["kalman_ahc"], th, kal["q"], 0.0, overlap).cluster(prep).turns).der,
             "kalman_ahc": entry["kalman_ahc"]["der"],
         }
         per_meeting.append(entry)
-        log.info("%s %s %.0fs %d spk (%d moving): %.0fs | %s", m.id, m.scenario, m.duration, len(m.traj),
+        log.info("%s %s %s %.0fs %d spk (%d moving): %.0fs | %s", m.id, m.split, m.scenario, m.duration, len(m.traj),
                  len(m.moving), time.monotonic() - t0,
                  {k: round(entry[k]["der"], 1) for k in METHODS if k in entry})
 
@@ -285,20 +333,24 @@ def main(argv: list[str] | None = None) -> None:
             out[meth]["meetings"] = len(have)
         return out
 
+    test = [e for e in per_meeting if e["split"] == "test"]
     scenarios = {
-        "static": [e for e in per_meeting if e["scenario"] == "static"],
-        "moving": [e for e in per_meeting if e["scenario"] == "moving"],
-        "heldout": [e for e in per_meeting if e["split"] == "test"],
+        "moving": [e for e in test if e["scenario"] == "moving"],
+        "static": [e for e in test if e["scenario"] == "static"],
+        "test": test,
+        "real": [e for e in test if e["real"]],
+        "train": [e for e in per_meeting if e["split"] == "train"],
         "all": per_meeting,
     }
     for name, entries in scenarios.items():
-        if entries:
-            results[name] = agg(entries)
-    for name, entries in scenarios.items():
-        if entries and name in results:
-            for meth in ("stationary_ahc", "kalman_ahc"):
-                results[name][meth]["der_at_kalman_threshold"] = round(
-                    float(np.mean([e["same_threshold"][meth] for e in entries])), 2)
+        if not entries:
+            continue
+        results[name] = agg(entries)
+        for meth in ("stationary_ahc", "kalman_ahc"):
+            results[name][meth]["der_at_kalman_threshold"] = round(
+                float(np.mean([e["same_threshold"][meth] for e in entries])), 2)
+        results[name]["kalman_ahc"]["der_random_walk_only"] = round(
+            float(np.mean([e["same_threshold"]["random_walk"] for e in entries])), 2)
     az = {}
     for meth in METHODS:
         errs = {"static": [], "moving": []}
@@ -308,8 +360,9 @@ def main(argv: list[str] | None = None) -> None:
         if any(errs.values()):
             az[meth] = {k: _summary(v) for k, v in errs.items()}
     results["_meta"] = {
-        "corpus": ", ".join(map(str, corpora)), "meetings_scored": len(per_meeting), "dev_meetings": sorted(dev_ids),
-        "thresholds": chosen, "embedder": embedder.kind,
+        "corpus": ", ".join(map(str, corpora)), "meetings_scored": len(per_meeting),
+        "tune_meetings": [r["id"] for r in tune_recs], "scenarios": SCENARIOS,
+        "thresholds": chosen, "embedder": embedder.kind, "overlap_step": overlap,
         "der_definition": "pyannote.metrics DiarizationErrorRate, collar 0.25 s, overlap scored; mean over meetings",
         "azimuth_error_deg": az,
         "online_rtf_cpu_one_thread": _summary([o["rtf_cpu"] for o in online_rows]) if online_rows else None,
@@ -319,37 +372,57 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    before_path = out.with_name(out.name + "_no_overlap.json")
+    before = json.loads(before_path.read_text()) if overlap and before_path.exists() else None
+    out.with_suffix(".md").write_text(markdown(results, before))
+    print(markdown(results, before))
 
 
-def markdown(results: dict) -> str:
+ORDER = ("moving", "static", "test", "real", "train", "all")
+
+
+def markdown(results: dict, before: dict | None = None) -> str:
+    """Readable tables; `before`: the same benchmark's results without the overlap step."""
     meta = results["_meta"]
+    methods = [m for m in METHODS if any(m in results.get(n, {}) for n in ORDER)]
     lines = ["# Diarisation benchmark", "",
-             f"{meta['meetings_scored']} simulated meetings scored (`{meta['corpus']}`); "
-             f"{len(meta['dev_meetings'])} other meetings (train split) tuned the AHC settings {meta['thresholds']}. "
-             f"Embedder: {meta['embedder']}. {meta['der_definition']}.", "",
-             "| scenario | meetings | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
-    for name in ("static", "moving", "heldout", "all"):
+             f"{meta['meetings_scored']} simulated meetings scored (`{meta['corpus']}`). "
+             f"Settings tuned on the {len(meta['tune_meetings'])} train-split meetings: {meta['thresholds']}. "
+             f"Embedder: {meta['embedder']}. {meta['der_definition']}. "
+             f"Overlap step {'on' if meta.get('overlap_step', True) else 'off'}.", "",
+             "Scenarios: " + "; ".join(f"**{k}** = {v}" for k, v in meta["scenarios"].items()) + ".", "",
+             "| scenario | meetings | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for name in ORDER:
         if name not in results:
             continue
         row = results[name]
         n = max(v.get("meetings", 0) for v in row.values())
         lines.append(f"| {name} | {n} | " + " | ".join(
-            f"{row[m]['der']:.1f}" if m in row else "–" for m in METHODS) + " |")
+            f"{row[m]['der']:.1f}" if m in row else "–" for m in methods) + " |")
+    if before:
+        lines += ["", "Overlap step, before → after (DER %; before = the same diarisers, each frame one speaker, "
+                  "thresholds re-tuned without the step):", "",
+                  "| scenario | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for name in ORDER:
+            if name in results and name in before:
+                lines.append(f"| {name} | " + " | ".join(
+                    f"{before[name][m]['der']:.1f} → {results[name][m]['der']:.1f}"
+                    if m in results[name] and m in before[name] else "–" for m in methods) + " |")
     lines += ["", "DER % (collar 0.25 s, overlap scored). JER and error parts (miss / false alarm / confusion):", "",
-              "| scenario | method | JER | miss | FA | confusion |", "|---|---|---|---|---|---|"]
-    for name in ("static", "moving", "heldout", "all"):
+              "| scenario | method | DER | JER | miss | FA | confusion |", "|---|---|---|---|---|---|---|"]
+    for name in ORDER:
         for m, v in results.get(name, {}).items():
-            lines.append(f"| {name} | {m} | {v['jer']:.1f} | {v['miss']:.1f} | {v['fa']:.1f} | {v['conf']:.1f} |")
-    lines += ["", "Controlled comparison (both location variants at kalman_ahc's tuned threshold; only the "
-              "process noise differs): DER %", "", "| scenario | stationary_ahc | kalman_ahc |", "|---|---|---|"]
-    for name in ("static", "moving", "heldout", "all"):
+            lines.append(f"| {name} | {m} | {v['der']:.1f} | {v['jer']:.1f} | {v['miss']:.1f} | {v['fa']:.1f} | {v['conf']:.1f} |")
+    lines += ["", "Motion model, controlled (all at kalman_ahc's tuned threshold, β and noise level): DER % of "
+              "stationary (q = 0), the random walk alone (p_static = 0), and kalman_ahc (the two mixed per "
+              "cluster, as tuned):", "", "| scenario | stationary | random walk | kalman_ahc |", "|---|---|---|---|"]
+    for name in ORDER:
         r = results.get(name, {})
         if "stationary_ahc" in r and "der_at_kalman_threshold" in r["stationary_ahc"]:
             lines.append(f"| {name} | {r['stationary_ahc']['der_at_kalman_threshold']:.1f} | "
+                         f"{r['kalman_ahc'].get('der_random_walk_only', float('nan')):.1f} | "
                          f"{r['kalman_ahc']['der_at_kalman_threshold']:.1f} |")
-    lines += ["", "Azimuth tracking error (degrees; per segment/step, against the talker who spoke most of it):", "",
+    lines += ["", "Azimuth tracking error (degrees, all meetings; per segment/step, against the talker who spoke most of it):", "",
               "| method | static median | static p90 | moving median | moving p90 |", "|---|---|---|---|---|"]
     for m, v in meta["azimuth_error_deg"].items():
         lines.append(f"| {m} | {v['static']['median']} | {v['static']['p90']} | {v['moving']['median']} | {v['moving']['p90']} |")

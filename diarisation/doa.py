@@ -75,6 +75,7 @@ class DOAConfig:
     c: float = 343.0  # speed of sound, m/s
     gate_db: float = 2.5  # a frame is speech when this far above the noise floor (15 dB SNR rooms need it low)
     floor_rise_db: float = 0.02  # per frame: how fast the noise-floor tracker may rise
+    peak2_sep_deg: float = 20.0  # the second peak: the strongest local maximum this far from the first
 
 
 @dataclass
@@ -87,18 +88,29 @@ class DOAFrames:
     power: np.ndarray  # (T,) dB, mean over mics and the band
     speech: np.ndarray  # (T,) bool, speech gate
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T,) peak/mean of spectrum
+    # The spatial spectrum's second peak: during overlap it often points at the other talker.
+    azimuth2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T,) degrees (NaN: none)
+    ratio2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T,) its height / the first peak's
+
+    @property
+    def vectors2(self) -> np.ndarray:
+        """(T, 2) unit vectors of the second peak (zeros where there is none)."""
+        if len(self.azimuth2) != len(self.times):  # frames made without second peaks
+            return np.zeros((len(self.times), 2))
+        ok = np.isfinite(self.azimuth2)
+        return unit(np.where(ok, self.azimuth2, 0.0)) * ok[:, None]
 
     @classmethod
     def empty(cls) -> "DOAFrames":
         z = np.zeros(0)
-        return cls(z, z, np.zeros((0, 2)), z, np.zeros(0, bool), z)
+        return cls(z, z, np.zeros((0, 2)), z, np.zeros(0, bool), z, z, z)
 
     @classmethod
     def concat(cls, parts: list["DOAFrames"]) -> "DOAFrames":
         if not parts:
             return cls.empty()
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("times", "azimuth", "vectors", "power", "speech", "confidence")))
+                     ("times", "azimuth", "vectors", "power", "speech", "confidence", "azimuth2", "ratio2")))
 
     def __len__(self) -> int:
         return len(self.times)
@@ -170,21 +182,34 @@ class DOAEstimator:
         self._snaps.extend(spec)
         self._buf = self._buf[n * self.step :]
 
-    def _locate(self, X: np.ndarray) -> tuple[float, float]:
-        """X (M, F, S) -> (azimuth deg, confidence). Peak refined by a parabola through the
-        peak and its two grid neighbours (circularly)."""
-        self.doa.locate_sources(X, freq_bins=self.bins)
-        p = np.asarray(self.doa.grid.values, dtype=float)
-        k = int(np.argmax(p))
+    def _refine(self, p: np.ndarray, k: int) -> float:
+        """Azimuth of grid peak k, refined by a parabola through it and its two neighbours
+        (circularly), folded into the half-plane for a line array."""
         y0, y1, y2 = p[k - 1], p[k], p[(k + 1) % len(p)]
         denom = y0 - 2 * y1 + y2
         offset = 0.5 * (y0 - y2) / denom if denom < 0 else 0.0
-        step = 360.0 / len(p)
-        az = float(np.mod(self.grid_deg[k] + offset * step, 360.0))
+        az = float(np.mod(self.grid_deg[k] + offset * 360.0 / len(p), 360.0))
         if self.line_axis is not None:
             rel = np.mod(az - self.line_axis, 360.0)
             az = float(np.mod(self.line_axis + (360.0 - rel if rel > 180.0 else rel), 360.0))
-        return az, float(y1 / (p.mean() + 1e-12))
+        return az
+
+    def _locate(self, X: np.ndarray) -> tuple[float, float, float, float]:
+        """X (M, F, S) -> (azimuth deg, confidence, second-peak azimuth, second/first height).
+        The second peak is the highest local maximum at least `peak2_sep_deg` from the first
+        (NaN, 0 when the spectrum has none)."""
+        self.doa.locate_sources(X, freq_bins=self.bins)
+        p = np.asarray(self.doa.grid.values, dtype=float)
+        k = int(np.argmax(p))
+        az = self._refine(p, k)
+        is_max = (p >= np.roll(p, 1)) & (p >= np.roll(p, -1))
+        sep = np.abs((self.grid_deg - self.grid_deg[k] + 180.0) % 360.0 - 180.0)
+        cand = np.flatnonzero(is_max & (sep >= self.cfg.peak2_sep_deg))
+        az2, ratio2 = float("nan"), 0.0
+        if len(cand):
+            k2 = int(cand[np.argmax(p[cand])])
+            az2, ratio2 = self._refine(p, k2), float(p[k2] / (p[k] + 1e-12))
+        return az, float(p[k] / (p.mean() + 1e-12)), az2, ratio2
 
     def process(self, x: np.ndarray) -> DOAFrames:
         """Feed (N, M) float samples; return the DOA frames completed by them."""
@@ -192,14 +217,16 @@ class DOAEstimator:
             raise ValueError(f"expected (N, {self.n_mics}) samples, got {x.shape}")
         self._spectra(x)
         B, H = self.cfg.block, self.cfg.hop
-        times, az, conf, power = [], [], [], []
+        times, az, conf, power, az2, ratio2 = [], [], [], [], [], []
         while len(self._snaps) >= B:
             X = np.stack(self._snaps[:B], axis=-1)  # (M, F, B)
-            a, c = self._locate(X)
+            a, c, a2, r2 = self._locate(X)
             first = self._n_snaps  # index of this frame's first snapshot since stream start
             times.append((first * self.step + (B - 1) * self.step / 2 + self.nfft / 2) / self.fs)
             az.append(a)
             conf.append(c)
+            az2.append(a2)
+            ratio2.append(r2)
             power.append(10 * np.log10(np.mean(np.abs(X[:, self.bins]) ** 2) + 1e-12))
             del self._snaps[:H]
             self._n_snaps += H
@@ -207,7 +234,8 @@ class DOAEstimator:
             return DOAFrames.empty()
         power_a = np.array(power)
         az_a = np.array(az)
-        return DOAFrames(np.array(times), az_a, unit(az_a), power_a, self.gate(power_a), np.array(conf))
+        return DOAFrames(np.array(times), az_a, unit(az_a), power_a, self.gate(power_a), np.array(conf),
+                         np.array(az2), np.array(ratio2))
 
 
 def doa_frames(audio: np.ndarray, geometry: np.ndarray, sample_rate: int,

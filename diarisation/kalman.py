@@ -33,6 +33,10 @@ class RandomWalkConfig:
     q: float = 0.0  # process noise per second; 0 = stationary talkers
     r: float = 0.01  # observation noise of one segment's DOA
     p0: float = 0.5  # prior variance per component (uniform direction)
+    # Prior probability that a cluster's talker sits still (q = 0) rather than walks (q): ℓ is
+    # then the log of the two models' mixture, so a cluster that never moves is scored as by the
+    # stationary model and one that walks as by the random walk. 0 = the random walk alone.
+    p_static: float = 0.0
 
 
 def _filter(cfg: RandomWalkConfig) -> KalmanFilter:
@@ -56,21 +60,34 @@ def _logpdf2(y: np.ndarray, S: np.ndarray) -> float:
     return -0.5 * (maha + math.log(det) + 2 * _LOG2PI)
 
 
-def loglik(times: np.ndarray, vectors: np.ndarray, cfg: RandomWalkConfig,
-           r: np.ndarray | None = None) -> float:
-    """ℓ of time-ordered observations: times (K,), vectors (K, 2), optional per-observation
-    noise r (K,) (a segment whose frames disagree is a less certain observation)."""
+def _loglik(times: np.ndarray, vectors: np.ndarray, q: float, cfg: RandomWalkConfig,
+            r: np.ndarray | None) -> float:
     kf = _filter(cfg)
     total, prev = 0.0, None
     eye = np.eye(2)
     for k in range(len(times)):
         if prev is not None:
-            kf.Q = eye * (cfg.q * max(times[k] - prev, 0.0))
+            kf.Q = eye * (q * max(times[k] - prev, 0.0))
             kf.predict()
         kf.update(vectors[k].reshape(2, 1), R=None if r is None else eye * r[k])
         total += _logpdf2(kf.y, kf.S)
         prev = times[k]
     return total
+
+
+def loglik(times: np.ndarray, vectors: np.ndarray, cfg: RandomWalkConfig,
+           r: np.ndarray | None = None) -> float:
+    """ℓ of time-ordered observations: times (K,), vectors (K, 2), optional per-observation
+    noise r (K,) (a segment whose frames disagree is a less certain observation). With
+    0 < p_static < 1 and q > 0: log(p_static·L(q=0) + (1 − p_static)·L(q)), the Bayesian
+    model average of "sits still" and "walks"."""
+    lq = _loglik(times, vectors, cfg.q, cfg, r)
+    if cfg.q <= 0 or cfg.p_static <= 0:
+        return lq
+    l0 = _loglik(times, vectors, 0.0, cfg, r)
+    if cfg.p_static >= 1:
+        return l0
+    return float(np.logaddexp(math.log(cfg.p_static) + l0, math.log(1 - cfg.p_static) + lq))
 
 
 @dataclass

@@ -45,7 +45,7 @@ from scipy.signal import resample_poly
 from diarisation.doa import DOAConfig, DOAEstimator, azimuth_of, robust_direction
 from diarisation.embedding import Embedder
 from diarisation.kalman import RandomWalkConfig
-from diarisation.overlap import OverlapConfig, merge_turns
+from diarisation.overlap import OverlapConfig, frame_hits, hit_spans, merge_turns
 from minutes.types import Turn
 
 __all__ = ["OnlineConfig", "OnlineDiariser", "DiariserStream", "StepLabel"]
@@ -59,13 +59,15 @@ class OnlineConfig:
     min_speech: int = 2  # speech DOA frames a step needs to count as speech
     n_particles: int = 16
     max_speakers: int = 8
-    p_stay: float = 0.92  # stay with the active speaker (after speech)
+    # p_stay and relocate: chosen by replaying the filter on the benchmark's 24 train meetings
+    # (DER 19.6 % -> 15.6 % against 0.92 / 0.02).
+    p_stay: float = 0.8  # stay with the active speaker (after speech)
     p_stay_after_pause: float = 0.5  # stay with the last speaker after a silent step
     p_new: float = 0.001  # open a new speaker
     kappa: float = 6.0  # embedding concentration (1.2 s windows: same ≈ 0.45, other ≈ 0.15 cosine)
     cos_new: float = 0.35  # cosine a new speaker is assumed to reach
     loc_weight: float = 1.0  # scale of the location log-likelihood
-    relocate: float = 0.02  # chance that a known talker's direction is anywhere (walked off)
+    relocate: float = 0.002  # chance that a known talker's direction is anywhere (walked off)
     motion: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.01, r=0.004))
     r_spread: float = 0.2  # observation noise added × (share of frames away from the direction)
     ess: float = 0.5  # resample below this fraction of N (proposal "sample")
@@ -172,6 +174,7 @@ class DiariserStream:
         self._events: list[dict] = []
         self._known = 0  # speakers announced so far
         self._last_speech_step = -10
+        self._ov_prev = (np.zeros(0), np.zeros((0, 0), bool))  # last step's overlap hits (times, hits)
 
     # ------------------------------------------------------------- public API
     def accept(self, frames: np.ndarray) -> None:
@@ -409,25 +412,29 @@ class DiariserStream:
             })
 
     def _overlaps(self, best: int, k: int) -> list[tuple[int, float, float]]:
-        """A second talker in this step: speech frames pointing at another known speaker's
-        location (and away from the active one's), as `diarisation.overlap` does offline."""
+        """A second talker in this step: speech frames whose DOA peaks point at another known
+        speaker's location (best particle), counted over this step and the previous one, as
+        `diarisation.overlap` does offline. Returns (speaker, start, end) inside this step."""
         oc = self.cfg.overlap
         n = int(self.p.n_spk[best])
         f = self._frames
-        if not oc.enabled or n < 2 or len(f) == 0:
+        prev_t, prev_h = self._ov_prev
+        self._ov_prev = (np.zeros(0), np.zeros((0, 0), bool))
+        if not oc.enabled or n < 2 or len(f) == 0 or k < 0:
             return []
-        v, t = f.vectors[f.speech], f.times[f.speech]
+        sp = f.speech
         loc = self.p.x[best, :n]
         loc = loc / (np.linalg.norm(loc, axis=1, keepdims=True) + 1e-9)
-        cos = v @ loc.T  # (T, n)
-        nearest = np.argmax(cos, axis=1)
-        ok = (cos[np.arange(len(t)), nearest] > np.cos(np.deg2rad(oc.tol_deg))) & (cos[:, k] < np.cos(np.deg2rad(oc.own_deg)))
-        out = []
-        for j in range(n):
-            hit = ok & (nearest == j) & (j != k)
-            if hit.sum() >= oc.min_frames and hit.sum() >= oc.min_frac * len(t):
-                out.append((j, float(t[hit][0] - self.frame_len / 2), float(t[hit][-1] + self.frame_len / 2)))
-        return out
+        r2 = f.ratio2[sp] if len(f.ratio2) == len(f) else np.zeros(int(sp.sum()))
+        hits = frame_hits(f.vectors[sp], f.vectors2[sp], r2, loc, np.full(int(sp.sum()), k), oc)
+        t = f.times[sp]
+        self._ov_prev = (t, hits)
+        if len(prev_t):  # the previous step's hits give the window its context
+            ph = np.zeros((len(prev_t), n), bool)
+            ph[:, : min(n, prev_h.shape[1])] = prev_h[:, :n]
+            t, hits = np.concatenate([prev_t, t]), np.concatenate([ph, hits])
+        t_first = f.times[sp][0] - self.frame_len / 2 if sp.any() else np.inf
+        return [(j, max(a, t_first), b) for j, a, b in hit_spans(t, hits, self.frame_len, oc) if b > t_first]
 
     def _azimuth(self, k: int) -> float | None:
         best = int(np.argmax(self.p.logw))
