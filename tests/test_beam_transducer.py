@@ -50,3 +50,21 @@ def test_ilme_changes_scores_only_on_non_blank():
     for h in search.nbest(s, 4):
         assert abs(h.score - (h.am_score - 0.4 * h.ilm_score)) < 1e-3
         assert (h.ilm_score == 0.0) == (len(h.tokens) == 0)
+
+
+def test_view_step_equals_the_model_and_follows_weight_updates():
+    """The view's table-based predictor step equals `Transducer.predict_step`, also after the
+    weights change in place (as an MWER update does) — the per-token table must not go stale."""
+    m = _tiny()
+    view = TransducerSearchView(m)
+    tokens = torch.tensor([3, 7, 0, 19])
+    for _ in range(2):
+        pred_out, state = view.predictor_init(4)
+        ref = m.initial_predictor_state(4)
+        out, state = view.predictor_step(tokens, state)
+        ref = m.predict_step(tokens, ref)
+        assert torch.allclose(out, m.joiner.pred_proj(ref.out), atol=1e-5)
+        assert torch.allclose(state, torch.cat([ref.h, ref.c], 1), atol=1e-5)
+        with torch.no_grad():
+            m.predictor.embed.weight.add_(0.5)
+            m.predictor.lstm.weight_ih_l0.mul_(1.5)
