@@ -66,6 +66,19 @@ SENTENCES = ["THE MEETING STARTS AT NINE", "PLEASE SHARE YOUR SCREEN", "THE BUDG
              "CAN EVERYONE HEAR ME", "LET US START THE MEETING", "THE SCREEN IS SHARED NOW"]
 
 
+def test_minutes_train_lm_print_config(capsys, monkeypatch):
+    """Defaults < recipe < environment < flags, printed without training."""
+    import json
+
+    from training.cli import main
+
+    monkeypatch.setenv("MINUTES_LM_HIDDEN_DIM", "64")
+    assert main(["lm", "--print-config", "--max-steps", "7", "--sources", "bible,meeting"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["max_steps"] == 7 and cfg["sources"] == ["bible", "meeting"] and cfg["hidden_dim"] == 64
+    assert cfg["out"] == "/work/data/exp/lm/bible/lm.pt"  # from the default recipe, lm_bible.toml
+
+
 def test_minutes_train_lm_cli_loss_falls_and_resumes(tmp_path):
     """`minutes train lm` (through training.cli.main, as the entry point runs it): the recorded
     training loss falls, and --resume continues the same run to a larger step budget."""

@@ -76,6 +76,19 @@ def test_ilm_term_matches_the_beam_search_and_mwer_steps_favour_the_good_hypothe
     assert posterior() > before
 
 
+def test_minutes_train_mwer_print_config(capsys):
+    """--variant picks the recipe (its λ's), flags override it; nothing is trained."""
+    import json
+
+    from training.cli import main
+
+    assert main(["mwer", "--variant", "mwer_ilme", "--print-config", "--lr", "1e-4"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["lm_weight"] > 0 and cfg["ilm_weight"] > 0 and cfg["lr"] == 1e-4
+    assert main(["mwer", "--variant", "mwer", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["lm_weight"] == 0.0
+
+
 def test_minutes_train_mwer_cli_loss_falls_and_resumes(tmp_path):
     """`minutes train mwer` (MWER-ILME: LM and ILM in the loop) on two real utterances from a
     tiny base: the interpolated loss falls over a few steps, and --resume continues the run."""
