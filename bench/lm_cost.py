@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         batched = {f"streams_{args.streams}": {k: b[k] for k in ("greedy_rtf", "beam4_ilme_rtf", "ratio")}}
     out = cost.summary() | batched | {
         "model": str(model_file.relative_to(REPO)) if model_file.is_relative_to(REPO) else str(model_file),
-        "lm": lm_path, "options": beam.to_dict(), "utterances": len(audio), "threads": 1,
+        "lm": lm_path, "options": beam.to_dict(), "utterances": len(audio), "rounds": args.rounds, "threads": 1,
         "how": "streamed Recogniser.transcribe (0.32 s chunks, endpoints), same audio, same process, "
                "interleaved; RTF from process CPU time (wall-time figures beside it)"}
     print(json.dumps(out, indent=1))

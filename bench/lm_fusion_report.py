@@ -75,7 +75,8 @@ def cost_section(c: dict) -> str:
     lines = ["## Beam search cost (`python -m bench.lm_cost`)", "",
              f"Model `{c['model']}`, LM `{c['lm'] or 'none'}`, beam {c['options']['beam_size']}, "
              f"λ_T={c['options']['lm_weight']}, λ_I={c['options']['ilm_weight']}; {c['utterances']} utterances "
-             f"({c['audio_seconds']} s), {c['how']}.", "",
+             f"× {c.get('rounds', 1)} round(s) ({c['audio_seconds']} s of audio per decoder), {c['how']}; the "
+             f"concurrent-stream figure is one round in groups of that many streams.", "",
              "| streams | greedy RTF | beam 4 + ILME RTF | ratio (target ≤ 2×) |", "|---|---|---|---|",
              f"| 1 | {c['greedy_rtf']:.4f} | {c['beam4_ilme_rtf']:.4f} | {c['ratio']:.2f}× |"]
     for k, v in c.items():
