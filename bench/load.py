@@ -341,13 +341,13 @@ def write_report(result: dict, path: Path) -> None:
         f"Capacity (largest N with p95 partial latency ≤ {result['budget_ms']:.0f} ms, every stream ended, no errors): "
         f"**{result.get('capacity_streams')} streams**.", "",
         "## Levels", "",
-        "| streams | model | partial p50 / p95 / max ms | first partial p50 / p95 ms | final p50 / p95 ms | server CPU cores | RSS MB | within budget |",
-        "|---:|---|---|---|---|---:|---:|---|",
+        "| streams | model | measured | partial p50 / p95 / max ms | first partial p50 / p95 ms | final p50 / p95 ms | server CPU cores | RSS MB | within budget |",
+        "|---:|---|---|---|---|---|---:|---:|---|",
     ]
     for lv in result.get("levels", []):
         lm = lv.get("model") or result.get("model_info") or {}
         lines.append(
-            f"| {lv['streams']} | {lm.get('name', '?')} v{lm.get('version', '?')} | "
+            f"| {lv['streams']} | {lm.get('name', '?')} v{lm.get('version', '?')} | {lv.get('measured', 'earlier run')} | "
             f"{_ms(lv['partial_ms'], 'p50')} / {_ms(lv['partial_ms'], 'p95')} / {_ms(lv['partial_ms'], 'max')} | "
             f"{_ms(lv['first_partial_ms'], 'p50')} / {_ms(lv['first_partial_ms'], 'p95')} | "
             f"{_ms(lv['final_ms'], 'p50')} / {_ms(lv['final_ms'], 'p95')} | {lv.get('server_cpu_cores')} | "
@@ -358,7 +358,7 @@ def write_report(result: dict, path: Path) -> None:
         lines += [
             "", "## Soak", "",
             f"{soak_['streams']} streams of {soak_['seconds']:.0f} s each (one continuous stream per client, "
-            f"{sm.get('name', '?')} v{sm.get('version', '?')}):", "",
+            f"{sm.get('name', '?')} v{sm.get('version', '?')}, git {soak_.get('git', '?')}, measured {soak_.get('measured', result.get('measured', '?'))}):", "",
             f"- server RSS: before {soak_.get('rss_mb_before')} MB; during the soak start {soak_.get('rss_mb_start')}, "
             f"end {soak_.get('rss_mb_end')}, min {soak_.get('rss_mb_min')}, max {soak_.get('rss_mb_max')} MB; "
             f"first-half max {soak_.get('rss_mb_first_half_max')}, second-half max {soak_.get('rss_mb_second_half_max')} MB; "
@@ -369,16 +369,26 @@ def write_report(result: dict, path: Path) -> None:
             f"- final latency p50 / p95: {_ms(soak_['final_ms'], 'p50')} / {_ms(soak_['final_ms'], 'p95')} ms "
             f"({soak_['finals']} finals; includes the endpointer's 1 s trailing-silence wait)",
             f"- streams ended: {soak_['streams_ended']} / {soak_['streams']}; errors: {soak_['errors'] or 'none'}",
-            "", "RSS over the soak (s → MB):", "",
-            " ".join(f"{t:.0f}→{m_:.0f}" for t, m_ in soak_.get("rss_mb_samples", [])),
+            "", "RSS over the soak, every minute (s → MB):", "",
+            " · ".join(f"{t:.0f} → {m_:.1f}" for i, (t, m_) in enumerate(soak_.get("rss_mb_samples", []))
+                       if i % 6 == 0 or i == len(soak_["rss_mb_samples"]) - 1),
         ]
     ls = result.get("long_stream")
     if ls:
+        g = rss_summary([tuple(x) for x in ls["rss_mb_samples"]], settle_s=30.0)
+        warm = next((m_ for t, m_ in ls["rss_mb_samples"] if t >= 30.0), ls["rss_mb_start"])
         lines += ["", "## One long stream (sent flat out)", "",
-                  f"{ls['audio_minutes']} min of audio in {ls['wall_seconds']} s; RSS start {ls['rss_mb_start']}, "
-                  f"end {ls['rss_mb_end']}, max {ls['rss_mb_max']} MB."]
+                  f"One stream of {ls['audio_minutes']} min of audio sent as fast as the server takes it "
+                  f"(`--long-minutes`), decoded in {ls['wall_seconds']} s ({ls['segments']} finals, {ls['words']} words): "
+                  f"server RSS {ls['rss_mb_start']} MB before, {warm} MB after the first 30 s (model warm-up), "
+                  f"{ls['rss_mb_end']} MB at the end (max {ls['rss_mb_max']}); growth after warm-up "
+                  f"{g['rss_mb_growth_per_hour_after_warmup']} MB per wall-clock hour, i.e. "
+                  f"{(ls['rss_mb_end'] - warm) / max(ls['audio_minutes'] / 60, 1e-9):.1f} MB per hour of audio.",
+                  "", "RSS every minute (s → MB): " + " · ".join(
+                      f"{t:.0f} → {m_:.1f}" for i, (t, m_) in enumerate(ls["rss_mb_samples"]) if i % 12 == 0)]
     lines += ["", "Reproduce: `nice -n 0 .venv/bin/python -m bench.load --levels 16 --level-seconds 30 "
-              "--soak-seconds 600 --soak-streams 16 --merge` (levels at other N: `--levels 4,8,...,96`).", ""]
+              "--soak-seconds 600 --soak-streams 16 --merge` (levels at other N: `--levels 4,8,...,96`; the long "
+              "stream: `--levels '' --soak-seconds 0 --long-minutes 120 --merge`).", ""]
     path.write_text("\n".join(lines))
 
 
@@ -411,7 +421,8 @@ async def long_stream(url: str, clips, minutes: float, proc, every: float = 5.0)
             await asyncio.sleep(every)
 
     task = asyncio.create_task(sampler())
-    async with connect(url, max_size=2**22, open_timeout=60) as ws:
+    # no client keepalive: its ping would wait behind the audio the server reads at decode pace
+    async with connect(url, max_size=2**22, open_timeout=60, ping_interval=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": RATE, "options": {"partials": True}}))
         await ws.recv()
 
@@ -435,7 +446,7 @@ async def long_stream(url: str, clips, minutes: float, proc, every: float = 5.0)
     rss = [m for _, m in samples]
     return {"audio_minutes": round(sent / 60, 1), "wall_seconds": round(time.monotonic() - t0, 1),
             "segments": end.get("segments"), "words": end.get("words"), "rtf": end.get("rtf"),
-            "rss_mb_start": rss[0], "rss_mb_end": rss[-1], "rss_mb_max": max(rss), "rss_mb_samples": samples}
+            **rss_summary(samples, settle_s=30.0), "rss_mb_samples": samples}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -510,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             half = len(rss) // 2
             result["soak"] = {
                 "streams": n_soak, "seconds": args.soak_seconds, "model": stamp, "git": result["git"],
+                "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **summarise(stats), "rss_mb_before": round(rss_before, 1), **rss_summary(samples), "rss_mb_first_half_max": max(rss[: half or 1]),
                 "rss_mb_second_half_max": max(rss[half:]), "rss_mb_samples": samples,
             }

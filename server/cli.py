@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     # Frames far over the limit are cut by the WebSocket layer (close 1009); those merely over
     # it reach the session, which refuses them with a `message_too_large` error and goes on.
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_config=None,
-                ws_max_size=8 * config.max_message_bytes)
+                ws_max_size=8 * config.max_message_bytes, ws_ping_timeout=config.ws_ping_timeout_seconds)
     return 0

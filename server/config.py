@@ -25,6 +25,10 @@ class ServerConfig:
     max_message_bytes: int = field(default=1 << 20, metadata={"help": "largest binary WebSocket message"})
     max_session_seconds: float = field(default=4 * 3600.0, metadata={"help": "longest stream (seconds of audio)"})
     idle_timeout_seconds: float = field(default=30.0, metadata={"help": "close a stream silent for this long"})
+    # A client sending faster than real time has its pong queued behind audio that the server
+    # reads only at decode pace (it stops reading while a stream's backlog is large), so the
+    # keepalive must wait longer than uvicorn's 20 s default or such streams are cut off.
+    ws_ping_timeout_seconds: float = field(default=120.0, metadata={"help": "WebSocket keepalive: close when a pong is this late"})
     max_upload_bytes: int = field(default=200 << 20, metadata={"help": "largest upload (REST)"})
     max_sync_seconds: float = field(default=600.0, metadata={"help": "longest file /v1/transcriptions accepts"})
     vosk_sample_rate: int = field(default=8000, metadata={"help": "Vosk endpoint's rate before a config message"})
@@ -42,7 +46,8 @@ class ServerConfig:
         for name in ("max_batch", "threads", "decoders", "max_streams", "max_message_bytes", "max_upload_bytes", "vosk_sample_rate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("loop_interval_ms", "max_session_seconds", "idle_timeout_seconds", "max_sync_seconds"):
+        for name in ("loop_interval_ms", "max_session_seconds", "idle_timeout_seconds", "max_sync_seconds",
+                     "ws_ping_timeout_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.max_streams_per_key < 0:
