@@ -46,7 +46,9 @@ def plot_curves(log_path: Path, out: Path) -> None:
 
 
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
-            store_root: Path = REPO / "store", description: str = "") -> Path:
+            store_root: Path = REPO / "store", description: str = "", half: bool = False) -> Path:
+    """`half`: weights stored as float16 (half the bytes in git; they load back into the float32
+    model exactly as stored — `load_state_dict` casts — and the feature statistics stay float32)."""
     import torch
 
     from compression.store.store import ModelStore
@@ -58,6 +60,12 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
         t = Path(tmp)
         keep = {k: blob[k] for k in ("tokenizer", "step", "epoch", "elapsed", "train_config") if k in blob}
         save_checkpoint(t / "model.pt", model, keep)
+        if half:
+            saved = torch.load(t / "model.pt", map_location="cpu", weights_only=False)
+            saved["model"] = {k: v.half() if v.is_floating_point() and not k.startswith("feat_") else v
+                              for k, v in saved["model"].items()}
+            saved["weights_dtype"] = "float16"
+            torch.save(saved, t / "model.pt")
         (t / "tokenizer.model").write_bytes(blob["tokenizer"])
         (t / "feature_stats.json").write_text(json.dumps({
             "features": "kaldi fbank, 80 mel bins, 25 ms / 10 ms, no dither, snip_edges",
@@ -92,11 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder", default="transducer", choices=["transducer", "ctc"])
     p.add_argument("--store", type=Path, default=REPO / "store")
     p.add_argument("--description", default="")
+    p.add_argument("--half", action="store_true", help="store the weights as float16")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
-    out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description)
+    out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
+                  args.half)
     print(out)
     return 0
