@@ -11,6 +11,13 @@ uniformly random direction) makes ℓ of different clusters comparable, so the c
 criterion LLR(a, b) = ℓ(a ∪ b) − ℓ(a) − ℓ(b) is well defined: near +log(p0/r) per dimension
 when a and b are one talker's track (the merge pays the prior once, not twice), and strongly
 negative when the merged sequence keeps jumping between two places.
+
+`p_static` > 0 scores each cluster by the mixture of "sits still" (q = 0) and "walks" (q):
+ℓ = log(p·L₀ + (1 − p)·L_q). Why: the random walk's LLR for a seated talker's two halves is
+far larger than the stationary model's (each half alone pays for the prediction variance that
+grows over its gaps), so at one threshold the random walk merges seated neighbours more
+readily; the mixture scores a still cluster as the stationary model does and a walking one as
+the random walk does. The benchmark decides on its train meetings whether it pays.
 """
 
 from __future__ import annotations
