@@ -82,6 +82,13 @@ def cost_section(c: dict) -> str:
     for k, v in c.items():
         if k.startswith("streams_"):
             lines.append(f"| {k.split('_')[1]} together | {v['greedy_rtf']:.4f} | {v['beam4_ilme_rtf']:.4f} | {v['ratio']:.2f}× |")
+    for k, v in c.items():
+        if k.endswith("_preview"):
+            s8 = next((x for n, x in v.items() if n.startswith("streams_")), None)
+            lines.append(f"| 1 ({k}) | {v['greedy_rtf']:.4f} | {v['beam4_ilme_rtf']:.4f} | {v['ratio']:.2f}× |")
+            if s8:
+                lines.append(f"| 8 together ({k}) | {s8['greedy_rtf']:.4f} | {s8['beam4_ilme_rtf']:.4f} | {s8['ratio']:.2f}× |")
+            lines += ["", f"`{k}`: {v['note']}.", ""]
     w = c["wall"]
     lines += ["", f"Wall-clock (shared machine, noisier): greedy {w['greedy_rtf']:.4f}, beam {w['beam4_ilme_rtf']:.4f}, "
               f"ratio {w['ratio']:.2f}×."]
