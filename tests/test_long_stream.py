@@ -130,8 +130,9 @@ def test_engine_stream_state_flat_over_long_audio(loaded_model, hotwords, minute
     half = len(weights) // 2
     early, late = max(weights[:half]), max(weights[half:])
     # finals all along, in both halves. Greedy closes a segment every ~3 s here; the beam search
-    # of store/default/3 closes far fewer (28 in 6 min, most by the 20 s max-segment rule, with or
-    # without a boost: its best hypothesis keeps emitting in pauses; an open defect of #6), so
+    # of store/default/3 closes far fewer (28 in 6 min, with or without a boost: on long streams it
+    # outputs a quarter of greedy's words, so segments end by the no-speech/max-segment rules;
+    # an open defect of #6), so
     # the bound for the beam is a liveness bound: at least one final a minute in each half.
     per_minute = 2 if not hotwords else 1
     assert first_half > minutes * per_minute and events["Final"] - first_half > minutes * per_minute, (first_half, events)
