@@ -325,16 +325,13 @@ class BeamSearch:
     @torch.no_grad()
     def reset_segment(self, s: BeamStream) -> Hypothesis:
         """Close the segment at an endpoint: return the best hypothesis and restart the beam
-        from it (its predictor state kept as context, tokens and LM history cleared), keeping the
-        frame clock so later times stay relative to the stream start."""
-        best_i = int(torch.argmax(s.total))
+        afresh (predictor at the sentence start, as the greedy search does; tokens and LM history
+        cleared), keeping the frame clock so later times stay relative to the stream start.
+        Why not carry the predictor state on as context: the models are trained on single
+        utterances, and a predictor several sentences deep suppresses emissions (measured on
+        store/default/3: 45 s of speech gave 10 words with the carried state, 41 with greedy)."""
         best = self.nbest(s, 1)[0]
         fresh = self.new_stream(s.opts, s.trie)
-        idx = torch.tensor([best_i])
-        fresh.pred_out = s.pred_out.index_select(0, idx)
-        fresh.pred_state = self.view.select_state(s.pred_state, idx)
-        if fresh.ilm_rows is not None:
-            fresh.ilm_rows = s.ilm_rows.index_select(0, idx)
         fresh.t = s.t
         s.__dict__.update(fresh.__dict__)
         return best
