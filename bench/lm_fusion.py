@@ -160,6 +160,12 @@ def _mwer_models(folder: Path) -> dict[str, Path]:
     return {v: folder / f"{v}.pt" for v in ("mwer", "mwer_sf", "mwer_ilme") if (folder / f"{v}.pt").exists()}
 
 
+def hotwords_table(hw: dict, heading: str) -> list[str]:
+    """Markdown lines: a heading, then recall and WER of each decoding run of `hw["runs"]`."""
+    lines = ["", heading, "", "| decoding | recall % | WER % |", "|---|---|---|"]
+    return lines + [f"| {k} | {v['recall']:.1f} | {v['wer']:.1f} |" for k, v in hw["runs"].items()]
+
+
 def table(results: dict, details: dict) -> str:
     methods = ["greedy", "beam", "sf", "ilme", "mwer", "mwer_sf", "mwer_ilme"]
     lines = ["# LM fusion benchmark (WER %)", "",
@@ -172,10 +178,7 @@ def table(results: dict, details: dict) -> str:
         lines.append(f"| {name} | {details['sizes'].get(name, '?')} | " + " | ".join(cells) + " |")
     hw = details.get("hotwords")
     if hw:
-        lines += ["", f"## Hotwords ({hw['set']}, {hw['n_words']} rare words, bonus {hw['score']}/token)", "",
-                  "| decoding | recall % | WER % |", "|---|---|---|"]
-        for k, v in hw["runs"].items():
-            lines.append(f"| {k} | {v['recall']:.1f} | {v['wer']:.1f} |")
+        lines += hotwords_table(hw, f"## Hotwords ({hw['set']}, {hw['n_words']} rare words, bonus {hw['score']}/token)")
     lm2 = details.get("second_lm")
     if lm2 and "bible_test" in lm2:
         lines += ["", f"Second LM `{lm2['lm']}` on bible_test: SF {lm2['bible_test']['sf']:.1f} "

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lm_fusion import RESULTS, table
+from bench.lm_fusion import RESULTS, hotwords_table, table
 
 METHODS = ["greedy", "beam", "sf", "ilme", "mwer", "mwer_sf", "mwer_ilme"]
 
@@ -56,10 +56,7 @@ def sim_section(res: dict, det: dict) -> str:
             lines.append(f"| {k} | {w['x0.5']:.1f} | {w['x1.0']:.1f} | {w['x1.5']:.1f} | {v['spread']:.1f} |")
     hw = det.get("hotwords")
     if hw:
-        lines += ["", f"Hotwords on {hw['set']} ({hw['n_words']} rare words, bonus {hw['score']}/token):", "",
-                  "| decoding | recall % | WER % |", "|---|---|---|"]
-        for k, v in hw["runs"].items():
-            lines.append(f"| {k} | {v['recall']:.1f} | {v['wer']:.1f} |")
+        lines += hotwords_table(hw, f"Hotwords on {hw['set']} ({hw['n_words']} rare words, bonus {hw['score']}/token):")
     r = det.get("rtf")
     if r:
         lines += ["", f"Search cost on this trained model (1 thread, one utterance at a time, encoder + search): "

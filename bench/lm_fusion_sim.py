@@ -21,8 +21,9 @@ import argparse
 import json
 import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -278,12 +279,8 @@ def lambda_grid(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
     """
     import statistics
 
-    det_path = RESULTS / "lm_fusion_sim_details.json"
-    det = json.loads(det_path.read_text())
-    sf, ilme = (DecodingOptions.from_dict(det["tuned"][k]) for k in ("sf", "ilme"))
-    base = load_checkpoint(base_path)[0]
-    lm = load_external_lm(args.lm, base.cfg.vocab_size, tokenizer=tok.proto)
-    raw, feats = test_sets(ch, args.n)
+    r = rerun_setup(args, tok, ch, base_path)
+    det_path, det, sf, ilme, base, lm, raw, feats = r.det_path, r.det, r.sf, r.ilme, r.model, r.lm, r.raw, r.feats
     sets = ("sim_bible_test", "sim_source_test")
     need = [v for v in ("mwer", "mwer_sf", "mwer_ilme") if not (OUT / f"{v}.pt").exists()]
     check = {k: {} for k in sets}  # WER at the training λ's: must match the main table's
@@ -348,25 +345,19 @@ def plot_lambda(out: dict, path: Path) -> None:
 
 def control(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
     """Rebuild the same test features (same seeds) and run the control fine-tune only."""
-    det_path = RESULTS / "lm_fusion_sim_details.json"
-    det = json.loads(det_path.read_text())
-    sf, ilme = (DecodingOptions.from_dict(det["tuned"][k]) for k in ("sf", "ilme"))
-    model = load_checkpoint(base_path)[0]
-    lm = load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto)
-    raw, feats = test_sets(ch, args.n)
-    info, _ = mwer_runs(args, tok, ch, base_path, feats, raw, lm, sf, ilme, {}, variants=("control",))
-    det["mwer"]["control"] = info["control"]
+    r = rerun_setup(args, tok, ch, base_path)
+    info, _ = mwer_runs(args, tok, ch, base_path, r.feats, r.raw, r.lm, r.sf, r.ilme, {}, variants=("control",))
+    r.det["mwer"]["control"] = info["control"]
+    det, det_path = r.det, r.det_path
     det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
 
 
 def sf_length_reward(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None:
     """SF with a per-token length reward (the usual fix for SF's deletions), tuned on the dev set,
     so that ILME is compared with the best SF, not with a handicapped one."""
-    det_path = RESULTS / "lm_fusion_sim_details.json"
-    det = json.loads(det_path.read_text())
-    model = load_checkpoint(base_path)[0]
-    search = BeamSearch(TransducerSearchView(model), load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto))
-    raw, feats = test_sets(ch, args.n)
+    r = rerun_setup(args, tok, ch, base_path)
+    det_path, det, model, raw, feats = r.det_path, r.det, r.model, r.raw, r.feats
+    search = BeamSearch(TransducerSearchView(model), r.lm)
     data = {k: encode(model, feats[k], raw[k]) for k in raw}
     base, dev = DecodingOptions(search="beam", beam_size=4), data["sim_bible_dev"]
     rows = []
@@ -380,6 +371,31 @@ def sf_length_reward(args, tok: Tokenizer, ch: Channel, base_path: Path) -> None
         k: wer(data[k].refs, decode_beam(search, tok, data[k], o)) for k in ("sim_bible_test", "sim_source_test")}
     det_path.write_text(json.dumps(det, indent=2, default=str) + "\n")
     print(det["sf_length_reward"])
+
+
+@dataclass
+class Rerun:
+    """What every re-run of the main experiment starts from: its saved details and tuned λ's,
+    the base model, the external LM and the same test features (same seeds)."""
+
+    det_path: Path
+    det: dict
+    sf: DecodingOptions
+    ilme: DecodingOptions
+    model: Transducer
+    lm: Any
+    raw: dict
+    feats: dict
+
+
+def rerun_setup(args, tok: Tokenizer, ch: Channel, base_path: Path) -> Rerun:
+    det_path = RESULTS / "lm_fusion_sim_details.json"
+    det = json.loads(det_path.read_text())
+    sf, ilme = (DecodingOptions.from_dict(det["tuned"][k]) for k in ("sf", "ilme"))
+    model = load_checkpoint(base_path)[0]
+    lm = load_external_lm(args.lm, model.cfg.vocab_size, tokenizer=tok.proto)
+    raw, feats = test_sets(ch, args.n)
+    return Rerun(det_path, det, sf, ilme, model, lm, raw, feats)
 
 
 def test_sets(ch: Channel, n: int) -> tuple[dict, dict]:

@@ -208,11 +208,19 @@ class Transducer(nn.Module):
 
 
 # -- checkpoints ------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, model: Transducer, extra: dict[str, Any] | None = None) -> None:
-    """Atomic save: config + weights (+ optimiser/step/tokenizer... in `extra`)."""
+def save_checkpoint(path: str | Path, model: Transducer, extra: dict[str, Any] | None = None,
+                    weights_dtype: torch.dtype | None = None) -> None:
+    """Atomic save: config + weights (+ optimiser/step/tokenizer... in `extra`).
+    `weights_dtype` (e.g. float16) stores the floating weights smaller; they load back into the
+    float32 model as stored (`load_state_dict` casts). Feature statistics stay float32."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"config": model.cfg.to_dict(), "model": model.state_dict(), **(extra or {})}
+    weights = model.state_dict()
+    if weights_dtype is not None:
+        weights = {k: v.to(weights_dtype) if v.is_floating_point() and not k.startswith("feat_") else v
+                   for k, v in weights.items()}
+        extra = {**(extra or {}), "weights_dtype": str(weights_dtype).removeprefix("torch.")}
+    blob = {"config": model.cfg.to_dict(), "model": weights, **(extra or {})}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(blob, tmp)
     tmp.replace(path)

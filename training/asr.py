@@ -209,6 +209,8 @@ class Trainer:
             for m in cfg.dev_manifests
             if Path(m).exists()
         ] + self._pack_dev_sets(cfg.dev_packs)
+        # batches are built on the CPU: normalise there with a CPU copy of the model's statistics
+        self.feat_norm = (self.model.feat_mean.cpu(), self.model.feat_std.cpu())
         self.log_fh = open(self.exp / "train_log.jsonl", "a", encoding="utf-8")
         self._stop = False
 
@@ -273,7 +275,7 @@ class Trainer:
     def train_step(self, batch: list[Item]) -> dict[str, float]:
         cfg = self.cfg
         feats, targets, chars = [], [], []
-        mean, std = self.model.feat_mean.cpu(), self.model.feat_std.cpu()
+        mean, std = self.feat_norm
         for it in batch:
             f = tempo(self.cache.get(it), self.rng.choice(cfg.tempo_factors))
             f = (f - mean) / std

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.data import FeatureCache, Item, read_items
+from models.features import fbank
+from training.data import Item, load_audio, read_items
 
 RANGE = 30.0  # log-energy range kept below each utterance's maximum
 EST_BYTES_PER_CODE = 0.52  # measured LZMA ratio of 6-bit codes (for the budget)
@@ -100,7 +101,6 @@ def build_packs(manifests: list[str], dirs: list[Path], budgets_mb: list[float],
         if i >= shuffle_from:
             rng.shuffle(part)
         items.extend(part)
-    cache = FeatureCache()
     reports: list[dict] = []
     it = iter(items)
     pending: Item | None = None
@@ -113,8 +113,7 @@ def build_packs(manifests: list[str], dirs: list[Path], budgets_mb: list[float],
             pending = None
             if cur is None:
                 break
-            f = cache.get(cur).numpy()
-            cache.store.pop(cur.id, None)
+            f = fbank(load_audio(cur.audio)).numpy()
             c, lo, hi = quantise(f, bits)
             cost = c.size * EST_BYTES_PER_CODE / 1e6
             if est + cost > budget:

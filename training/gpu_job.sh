@@ -10,10 +10,7 @@ mode=${1:-smoke}
 minutes=${2:-8}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-if [ -d .whl ] && [ ! -d .site/jiwer ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target .site .whl/*.whl
-fi
-export PYTHONPATH="$PWD/.site:$PWD" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 packs=$(ls .pka/train*.json | sed 's/\.json$//' | paste -sd, -)
 devs=$(ls .pka/dev*.json | sed 's/\.json$//' | paste -sd, -)
 echo "packs: $packs dev: $devs"

@@ -47,8 +47,7 @@ def plot_curves(log_path: Path, out: Path) -> None:
 
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
             store_root: Path = REPO / "store", description: str = "", half: bool = False) -> Path:
-    """`half`: weights stored as float16 (half the bytes in git; they load back into the float32
-    model exactly as stored — `load_state_dict` casts — and the feature statistics stay float32)."""
+    """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`)."""
     import torch
 
     from compression.store.store import ModelStore
@@ -59,13 +58,7 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         keep = {k: blob[k] for k in ("tokenizer", "step", "epoch", "elapsed", "train_config") if k in blob}
-        save_checkpoint(t / "model.pt", model, keep)
-        if half:
-            saved = torch.load(t / "model.pt", map_location="cpu", weights_only=False)
-            saved["model"] = {k: v.half() if v.is_floating_point() and not k.startswith("feat_") else v
-                              for k, v in saved["model"].items()}
-            saved["weights_dtype"] = "float16"
-            torch.save(saved, t / "model.pt")
+        save_checkpoint(t / "model.pt", model, keep, weights_dtype=torch.float16 if half else None)
         (t / "tokenizer.model").write_bytes(blob["tokenizer"])
         (t / "feature_stats.json").write_text(json.dumps({
             "features": "kaldi fbank, 80 mel bins, 25 ms / 10 ms, no dither, snip_edges",
