@@ -232,12 +232,21 @@ class StreamingConformer(nn.Module):
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """feats (B, T, F) normalised, lengths (B,) -> (B, T // s, D), lengths // s (s = 4 * stack)."""
+        x, out_len, _ = self.forward_tapped(feats, lengths, tap=0)
+        return x, out_len
+
+    def forward_tapped(self, feats: Tensor, lengths: Tensor, tap: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`forward`, plus the output of layer `tap` (1-based; 0 = none) for a training-only head
+        (distillation from a teacher's states: a middle layer leaves the top ones to the task)."""
         x = self.subsample(F.pad(feats, (0, 0, FEAT_CACHE, 0)))
         out_len = lengths // self.cfg.subsampling
         mask = chunk_mask(out_len, x.shape[1], self.cfg.chunk_frames, self.cfg.left_chunks)
-        for layer in self.layers:
+        tapped = None
+        for i, layer in enumerate(self.layers, start=1):
             x = layer(x, mask)
-        return x, out_len
+            if i == tap:
+                tapped = x
+        return x, out_len, tapped
 
     def initial_state(self, batch: int = 1, device: torch.device | str = "cpu") -> EncoderState:
         c = self.cfg

@@ -39,6 +39,8 @@ class TransducerConfig:
     pred_dropout: float = 0.1
     ctc_vocab: int = 0  # size of the CTC head's output (blank = 0); 0 = the transducer's vocabulary
     ctc_units: str = "bpe"  # "bpe" (the transducer's pieces) or "chars" (decoding.tokenizer.CharTokenizer)
+    distill_dim: int = 0  # training only: a linear head from encoder layer `distill_layer` to a teacher's states
+    distill_layer: int = 0  # 1-based encoder layer the head reads (0 = the last)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TransducerConfig":
@@ -118,6 +120,13 @@ class Transducer(nn.Module):
         self.ctc = nn.Linear(e.d_model, cfg.ctc_vocab or cfg.vocab_size)
         self.predictor = Predictor(cfg.vocab_size, cfg.embed_dim, cfg.pred_dim, cfg.pred_dropout)
         self.joiner = Joiner(e.d_model, cfg.pred_dim, cfg.joint_dim, cfg.vocab_size)
+        self.distill = nn.Linear(e.d_model, cfg.distill_dim) if cfg.distill_dim else None
+
+    def set_distill_head(self, dim: int, layer: int = 0) -> None:
+        """Add (dim > 0) or drop (dim = 0) the training-only distillation head. Dropping it is
+        what packaging does: the shipped model is the transducer alone."""
+        self.cfg.distill_dim, self.cfg.distill_layer = dim, layer
+        self.distill = nn.Linear(self.cfg.encoder.d_model, dim).to(self.feat_mean.device) if dim else None
 
     # -- features ---------------------------------------------------------------------------
     def normalise(self, feats: Tensor) -> Tensor:
@@ -137,19 +146,25 @@ class Transducer(nn.Module):
         self, feats: Tensor, feat_lens: Tensor, targets: Tensor, target_lens: Tensor, *,
         normalised: bool = False, transducer: bool = True,
         ctc_targets: Tensor | None = None, ctc_lens: Tensor | None = None,
+        distill_targets: list[Tensor | None] | None = None,
     ) -> dict[str, Tensor]:
         """Summed losses divided by the number of target tokens in the batch:
         `rnnt`, `ctc` and `ilm` (cross-entropy of the internal LM on the transcript).
         `transducer=False` computes CTC alone (a cheap encoder warm-up: no joint tensor).
-        `ctc_targets`/`ctc_lens` are the CTC head's own units when they are not the pieces."""
+        `ctc_targets`/`ctc_lens` are the CTC head's own units when they are not the pieces.
+        `distill_targets`: per utterance a teacher's (frames, distill_dim) states or None; they
+        are stretched in time to the utterance's encoder frames (which absorbs tempo
+        perturbation) and add `distill` (see `distill_loss`)."""
         x = feats if normalised else self.normalise(feats)
-        enc, enc_lens = self.encoder(x, feat_lens)
+        tap = (self.cfg.distill_layer or self.cfg.encoder.n_layers) if distill_targets is not None else 0
+        enc, enc_lens, tapped = self.encoder.forward_tapped(x, feat_lens, tap)
         ntok = target_lens.sum().clamp(min=1).float()
         logp = self.ctc(enc).log_softmax(-1).transpose(0, 1)
         ct, cl = (targets, target_lens) if ctc_targets is None else (ctc_targets, ctc_lens)
         ctc = F.ctc_loss(logp, ct, enc_lens, cl, blank=BLANK, reduction="sum", zero_infinity=True)
+        extra = {} if distill_targets is None else {"distill": self.distill_loss(tapped, enc_lens, distill_targets)}
         if not transducer:
-            return {"ctc": ctc / ntok}
+            return {"ctc": ctc / ntok, **extra}
         pred = self.predictor(targets)  # (B, U+1, P)
         logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))  # (B, N, U+1, V)
         rnnt = torchaudio.functional.rnnt_loss(
@@ -158,7 +173,26 @@ class Transducer(nn.Module):
         ilm_logits = self.ilm_logits(pred[:, :-1])  # (B, U, V), blank masked
         tmask = torch.arange(targets.shape[1], device=targets.device)[None] < target_lens[:, None]
         ilm = F.cross_entropy(ilm_logits[tmask], targets[tmask], reduction="sum")
-        return {"rnnt": rnnt / ntok, "ctc": ctc / ntok, "ilm": ilm / ntok}
+        return {"rnnt": rnnt / ntok, "ctc": ctc / ntok, "ilm": ilm / ntok, **extra}
+
+    def distill_loss(self, hidden: Tensor, lengths: Tensor, targets: list[Tensor | None]) -> Tensor:
+        """Mean over frames of L1 + (1 - cosine) between the head's projection of `hidden`
+        (B, N, D) and standardised teacher states (DistilHuBERT's objective, without its log-
+        sigmoid): L1 matches each dimension, the cosine the direction as a whole."""
+        if self.distill is None:
+            raise ValueError("distill_targets given but the model has no distillation head (set_distill_head)")
+        pred = self.distill(hidden)
+        total, frames = pred.new_zeros(()), 0
+        for b, tgt in enumerate(targets):
+            n = int(lengths[b])
+            if tgt is None or n == 0 or tgt.shape[0] == 0:
+                continue
+            tgt = F.interpolate(tgt.T[None], size=n, mode="linear", align_corners=False)[0].T
+            p = pred[b, :n]
+            total = total + F.l1_loss(p, tgt, reduction="sum") / tgt.shape[1] \
+                + (1 - F.cosine_similarity(p, tgt, dim=-1)).sum()
+            frames += n
+        return total / max(frames, 1)
 
     @torch.no_grad()
     def ctc_greedy(self, feats: Tensor, lengths: Tensor) -> list[list[int]]:

@@ -73,6 +73,10 @@ class TrainConfig:
     rnnt_ramp_steps: int = 800  # then the transducer weight ramps from 0.2 to rnnt_weight
     ctc_weight: float = 0.5
     ilm_weight: float = 0.1
+    # distillation from a teacher's encoder states (training/teacher.py); 0 = off
+    distill_weight: float = 0.0
+    distill_layer: int = 4  # 1-based encoder layer whose projection is matched to the teacher
+    teacher_dir: str = "/work/data/teacher/whisper-tiny.en"
     # optimiser
     lr: float = 1.0e-3
     warmup_steps: int = 500
@@ -204,6 +208,17 @@ class Trainer:
             self.model.to(self.device)
             self.opt = self._optimiser()
             log.info("new model: %d parameters, vocab %d", self.model.num_params(), self.tok.vocab_size)
+        self.teacher = None
+        if cfg.distill_weight > 0:
+            from training.teacher import TeacherTargets
+
+            self.teacher = TeacherTargets(cfg.teacher_dir, list(dict.fromkeys(cfg.train_manifests)))
+            if not self.teacher.tables:
+                raise SystemExit(f"distill_weight > 0 but no teacher targets in {cfg.teacher_dir} "
+                                 "(make them with `minutes train teacher --manifest ...`)")
+            if self.model.distill is None:  # a model trained without it: a fresh head, a fresh optimiser
+                self.model.set_distill_head(self.teacher.dim, cfg.distill_layer)
+                self.opt = self._optimiser()
         self.dev = [
             DevSet(Path(m).parent.name + "/" + Path(m).stem, read_items([m], 60.0)[: cfg.dev_utts])
             for m in cfg.dev_manifests
@@ -284,6 +299,12 @@ class Trainer:
             feats.append(f)
             targets.append(self.tok.encode(it.text))
             chars.append(self.chars.encode(it.text))
+        distill = None
+        if self.teacher is not None:
+            distill = []
+            for it in batch:
+                t = self.teacher.get(*it.id.split(":", 1))
+                distill.append(None if t is None else torch.from_numpy(t).to(self.device))
         x, fl, y, tl = collate(feats, targets)
         x, fl, y, tl = (t.to(self.device) for t in (x, fl, y, tl))
         ct = cl = None
@@ -296,13 +317,16 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = cfg.lr_at(self.step)
         joint = self.step >= cfg.ctc_only_steps
-        losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint, ctc_targets=ct, ctc_lens=cl)
+        losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint, ctc_targets=ct, ctc_lens=cl,
+                                           distill_targets=distill)
         if joint:
             ramp = (self.step - cfg.ctc_only_steps) / max(1, cfg.rnnt_ramp_steps)
             w_rnnt = cfg.rnnt_weight * max(0.2, min(1.0, ramp))
             loss = w_rnnt * losses["rnnt"] + cfg.ctc_weight * losses["ctc"] + cfg.ilm_weight * losses["ilm"]
         else:
             loss = losses["ctc"]
+        if "distill" in losses:
+            loss = loss + cfg.distill_weight * losses["distill"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm))
@@ -344,7 +368,7 @@ class Trainer:
                            **{k: v / n_acc for k, v in acc.items()}}
                     self._log(rec)
                     log.info("step %d %s lr %.2e", self.step, " ".join(
-                        f"{k} {rec[k]:.3f}" for k in ("loss", "rnnt", "ctc", "ilm", "gnorm") if k in rec), rec["lr"])
+                        f"{k} {rec[k]:.3f}" for k in ("loss", "rnnt", "ctc", "ilm", "distill", "gnorm") if k in rec), rec["lr"])
                     acc, n_acc = {}, 0
                 now = time.monotonic()
                 done = (now - start) / 60 >= cfg.max_minutes or (cfg.max_steps and self.step >= cfg.max_steps)

@@ -54,6 +54,7 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
     from models.transducer import load_checkpoint, save_checkpoint
 
     model, blob = load_checkpoint(checkpoint)
+    model.set_distill_head(0)  # a training-only head: the shipped model is the transducer alone
     exp = Path(checkpoint).parent
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
