@@ -17,6 +17,13 @@ that close cannot be told apart by direction). One hit is noise; `min_hits` hits
 `window` is B talking over the own speaker, over the span from that run's first to last hit.
 The same functions serve the offline pipeline (tracks from the clustering) and the online
 filter (tracks from the best particle).
+
+Most overlap sits at a change of speaker (in the corpus' meetings 80 % of the overlaps are
+the next talker starting before the last one ends; median 0.8 s), and there one hit means far
+more than in the middle of a turn. So, offline, at every change A -> B the turn of A is carried
+on into B's while hits of A keep coming no more than `change_gap` apart (from the change on,
+at most `change_max`), and B's turn is started back into A's the same way (`change_spans`). On
+the benchmark's 24 train meetings (kalman_ahc): DER 10.9 % -> 9.9 %.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 from diarisation.doa import DOAFrames, unit
 from minutes.types import Turn
 
-__all__ = ["OverlapConfig", "frame_hits", "hit_spans", "add_overlaps", "merge_turns"]
+__all__ = ["OverlapConfig", "frame_hits", "hit_spans", "change_spans", "add_overlaps", "merge_turns"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,10 @@ class OverlapConfig:
     min_ratio2: float = 0.7  # ... when its height is at least this share of the first's
     window: float = 0.8  # s: hits are counted in a sliding window this long
     min_hits: int = 4  # hits of one speaker inside the window that make them a second talker
+    # At a change of speaker (offline): a talker's turn carries on over the other's while its
+    # hits are at most change_gap s apart, for at most change_max s (0 = off). Train-tuned.
+    change_gap: float = 0.5
+    change_max: float = 2.0
 
 
 def frame_hits(v1: np.ndarray, v2: np.ndarray, ratio2: np.ndarray, dirs: np.ndarray,
@@ -98,6 +109,49 @@ def hit_spans(times: np.ndarray, hits: np.ndarray, frame_len: float,
     return out
 
 
+def _runs(segments: list[tuple[float, float, str]], gap: float = 0.05) -> list[tuple[float, float, str]]:
+    """Sorted (start, end, speaker) segments -> turns: runs of one speaker's touching segments."""
+    out: list[list] = []
+    for a, b, spk in segments:
+        if out and out[-1][2] == spk and a - out[-1][1] <= gap:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b, spk])
+    return [tuple(x) for x in out]
+
+
+def change_spans(turns: list[tuple[float, float, str]], times: np.ndarray, hits: np.ndarray,
+                 names: list[str], frame_len: float, cfg: OverlapConfig) -> list[Turn]:
+    """Overlap at changes of speaker. turns: sorted single-talker (start, end, speaker);
+    times (T,) sorted frame times with hits (T, K) over `names`. At each change A -> B (the
+    turns touch: < 0.1 s apart) at time c: A's turn is carried on from c while A's hits follow
+    each other (and c) at most change_gap apart, up to min(c + change_max, B's end); likewise
+    B's turn started back from c into A's."""
+    out: list[Turn] = []
+    if cfg.change_gap <= 0 or len(times) == 0:
+        return out
+    for (a0, a1, sa), (b0, b1, sb) in zip(turns[:-1], turns[1:]):
+        if sa == sb or b0 - a1 >= 0.1 or sa not in names or sb not in names:
+            continue
+        ka, kb = names.index(sa), names.index(sb)
+        fwd = np.flatnonzero((times >= b0) & (times < min(b1, b0 + cfg.change_max)))
+        back = np.flatnonzero((times < b0) & (times > max(a0, b0 - cfg.change_max)))[::-1]
+        for idx, k, spk, sign in ((fwd, ka, sa, 1.0), (back, kb, sb, -1.0)):
+            last, prev = None, b0
+            for i in idx:
+                if sign * (times[i] - prev) > cfg.change_gap:
+                    break
+                if hits[i, k]:
+                    last = prev = float(times[i])
+            if last is None:
+                continue
+            if sign > 0:
+                out.append(Turn(spk, b0, min(b1, last + frame_len / 2)))
+            else:
+                out.append(Turn(spk, max(a0, last - frame_len / 2), b0))
+    return out
+
+
 def _track_vectors(tracks: dict[str, tuple[np.ndarray, np.ndarray]], t: np.ndarray) -> dict[str, np.ndarray]:
     """Each speaker's direction at times t (nearest track point; (T, 2) unit vectors)."""
     out = {}
@@ -140,7 +194,7 @@ def add_overlaps(segments: list[tuple[float, float, str]], frames: DOAFrames,
         for s0, s1, spk in segs:  # clip to the speech segments of other speakers
             if spk != names[j] and s1 > a and s0 < b:
                 extra.append(Turn(names[j], max(a, s0), min(b, s1)))
-    return extra
+    return extra + change_spans(_runs(segs), frames.times[sel], hits, names, frame_len, cfg)
 
 
 def merge_turns(turns: list[Turn], gap: float = 0.05) -> list[Turn]:

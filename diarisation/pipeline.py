@@ -40,7 +40,7 @@ class PipelineConfig:
     doa: DOAConfig = field(default_factory=DOAConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     # Defaults = the settings the benchmark chose on its dev meetings (bench/results/diarisation.md).
-    ahc: AHCConfig = field(default_factory=lambda: AHCConfig(threshold=0.65, motion=RandomWalkConfig(q=0.02, r=0.004)))
+    ahc: AHCConfig = field(default_factory=lambda: AHCConfig(threshold=0.65, motion=RandomWalkConfig(q=0.01, r=0.004)))
     thresholds: dict[str, float] = field(default_factory=lambda: {"emb_ahc": 0.6, "stationary_ahc": 0.3})  # per variant, overrides ahc.threshold
     track: RandomWalkConfig = field(default_factory=lambda: RandomWalkConfig(q=0.002, r=0.004))  # output tracks
     embed_channel: int = 0  # which mic feeds the embedder

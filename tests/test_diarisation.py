@@ -328,3 +328,29 @@ def test_static_mixture_scores_still_talkers_like_the_stationary_model():
     assert abs(lr(walk, mix) - lr(walk, rw)) < 1.5 and lr(walk, rw) - lr(walk, st) > 10
     # Two seated talkers: the mixture keeps them apart more firmly than the random walk alone.
     assert lr(still, mix, other) < lr(still, rw, other) - 20
+
+
+def test_turns_carry_on_over_a_change_of_speaker_while_hits_continue():
+    from diarisation.overlap import OverlapConfig, change_spans, hit_spans
+
+    cfg = OverlapConfig(change_gap=0.5, change_max=2.0)
+    times = np.round(np.arange(0, 10, 0.064), 3)
+    hits = np.zeros((len(times), 2), bool)
+
+    def at(t):
+        return int(np.argmin(np.abs(times - t)))
+
+    for t in (5.1, 5.4, 5.8, 6.9):  # A after the change at 5.0: a run, then a stray hit 1.1 s on
+        hits[at(t), 0] = True
+    for t in (4.7, 4.3):  # B heard before its turn begins
+        hits[at(t), 1] = True
+    turns = [(0.0, 5.0, "A"), (5.0, 10.0, "B")]
+    out = sorted(change_spans(turns, times, hits, ["A", "B"], 0.128, cfg), key=lambda x: x.start)
+    assert [x.speaker for x in out] == ["B", "A"]
+    assert out[0].start == pytest.approx(times[at(4.3)] - 0.064) and out[0].end == 5.0
+    assert out[1].start == 5.0 and out[1].end == pytest.approx(times[at(5.8)] + 0.064)
+    # The same few hits in the middle of a turn are too sparse for the window rule ...
+    assert hit_spans(times, hits, 0.128, cfg) == []
+    # ... turns a pause apart are no change of speaker, and change_gap = 0 turns the rule off.
+    assert change_spans([(0.0, 4.8, "A"), (5.0, 10.0, "B")], times, hits, ["A", "B"], 0.128, cfg) == []
+    assert change_spans(turns, times, hits, ["A", "B"], 0.128, OverlapConfig(change_gap=0.0)) == []
