@@ -14,9 +14,10 @@ held-out voices:
 
 For every meeting: the offline steps (DOA, segments, embeddings) run once and feed the three
 clustering variants — `emb_ahc` (embeddings only), `stationary_ahc` (+ location, q = 0),
-`kalman_ahc` (+ random-walk Kalman LLR, mixed with the static model) — each followed by the
-DOA overlap step (a second speaker where the frames' two spatial-spectrum peaks point at
-another speaker's track); then the online particle filter runs on the stream in 160 ms
+`kalman_ahc` (+ random-walk Kalman LLR; the static-model mixture is a tuning option) — each
+followed by the DOA overlap step (a second speaker where the frames' two spatial-spectrum peaks
+point at another speaker's track; at a change of speaker, a turn carried on over the next
+while its hits continue); then the online particle filter runs on the stream in 160 ms
 chunks, its CPU time measured (one thread: `torch.set_num_threads(1)`; CPU time, not wall
 time, because the machine's two cores are shared with other jobs).
 
@@ -30,7 +31,8 @@ children); `--sampled` adds `particle_online_sampled`, the classic one (optimal-
 sampling, 48 particles, systematic resampling when the effective sample size falls below N/2).
 
 DER with the standard 0.25 s collar, overlapped speech scored; `--no-overlap` scores the
-diarisers without the overlap step (the "before"). Azimuth error: for each speech segment
+diarisers without the overlap step (the "before"); `--previous` shows an earlier version's
+results beside these. Azimuth error: for each speech segment
 (online: each step) the diariser's azimuth for its speaker against the true azimuth of the
 talker who actually spoke most of it, split by whether that talker was walking.
 
@@ -65,7 +67,7 @@ log = logging.getLogger("bench.diarisation")
 REPO = Path(__file__).resolve().parents[1]
 METHODS = (*CLUSTERINGS, "particle_online", "particle_online_sampled")
 THRESHOLDS = np.round(np.arange(0.2, 0.91, 0.1), 2)  # coarse grid, then ± 0.05 around the best
-KALMAN_Q = (0.02,)  # process noise per second tried for kalman_ahc on the train meetings
+KALMAN_Q = (0.01, 0.02)  # process noise per second tried for kalman_ahc on the train meetings
 P_STATIC = (0.0, 0.5)  # prior of the static model in kalman_ahc's mixture (0: random walk alone)
 # Scenario -> (which meetings, what it is). Test-split scenarios first: those are the results.
 SCENARIOS = {
@@ -255,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "diarisation"))
     ap.add_argument("--before", default="/work/data/diarisation/no_overlap.json",
                     help="results of a --no-overlap run, shown beside these as 'before'")
+    ap.add_argument("--previous", default=None,
+                    help="results JSON of an earlier version of the diarisers, shown as 'previous -> now'")
+    ap.add_argument("--previous-label", default="previous", help="what --previous was (shown in the table)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -386,6 +391,12 @@ def main(argv: list[str] | None = None) -> None:
             n: {m: v["der"] for m, v in before[n].items()} for n in ORDER if n in before}
         results["_meta"]["thresholds_without_overlap_step"] = before["_meta"]["thresholds"]
         out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+    previous = None
+    if args.previous and Path(args.previous).exists():
+        prev = json.loads(Path(args.previous).read_text())
+        previous = {n: {m: v["der"] for m, v in prev[n].items()} for n in ORDER if n in prev}
+        results["_meta"]["previous"] = {"label": args.previous_label, "der": previous}
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
     text = markdown(results, before)
     if before and plot(results, before, out.with_suffix(".png")):
         text += f"\n![DER before/after the overlap step]({out.with_suffix('.png').name})\n"
@@ -443,6 +454,15 @@ def markdown(results: dict, before: dict | None = None) -> str:
         n = max(v.get("meetings", 0) for v in row.values())
         lines.append(f"| {name} | {n} | " + " | ".join(
             f"{row[m]['der']:.1f}" if m in row else "–" for m in methods) + " |")
+    prev = meta.get("previous")
+    if prev:
+        lines += ["", f"Previous → now (DER %; previous = {prev['label']}):", "",
+                  "| scenario | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for name in ORDER:
+            if name in results and name in prev["der"]:
+                lines.append(f"| {name} | " + " | ".join(
+                    f"{prev['der'][name][m]:.1f} → {results[name][m]['der']:.1f}"
+                    if m in results[name] and m in prev["der"][name] else "–" for m in methods) + " |")
     if before:
         lines += ["", "Overlap step, before → after (DER %; before = the same diarisers, each frame one speaker, "
                   "thresholds re-tuned without the step):", "",

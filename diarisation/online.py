@@ -45,7 +45,7 @@ from scipy.signal import resample_poly
 from diarisation.doa import DOAConfig, DOAEstimator, azimuth_of, robust_direction
 from diarisation.embedding import Embedder
 from diarisation.kalman import RandomWalkConfig
-from diarisation.overlap import OverlapConfig, frame_hits, hit_spans, merge_turns
+from diarisation.overlap import OverlapConfig, change_spans, frame_hits, hit_spans, merge_turns
 from minutes.types import Turn
 
 __all__ = ["OnlineConfig", "OnlineDiariser", "DiariserStream", "StepLabel"]
@@ -434,7 +434,17 @@ class DiariserStream:
             ph[:, : min(n, prev_h.shape[1])] = prev_h[:, :n]
             t, hits = np.concatenate([prev_t, t]), np.concatenate([ph, hits])
         t_first = f.times[sp][0] - self.frame_len / 2 if sp.any() else np.inf
-        return [(j, max(a, t_first), b) for j, a, b in hit_spans(t, hits, self.frame_len, oc) if b > t_first]
+        out = [(j, max(a, t_first), b) for j, a, b in hit_spans(t, hits, self.frame_len, oc) if b > t_first]
+        prev = self.steps[-1] if self.steps else None
+        if sp.any() and prev is not None and 0 <= prev.speaker < n and prev.speaker != k and prev.spans:
+            # A change of speaker at this step's first speech: the last talker's turn carries
+            # on over the new one's, and the new one's starts back, while their hits continue.
+            names = [_name(j) for j in range(n)]
+            turns = [(prev.spans[0][0], prev.spans[-1][1], names[prev.speaker]),
+                     (t_first, float(f.times[sp][-1]) + self.frame_len / 2, names[k])]
+            out += [(names.index(x.speaker), x.start, x.end)
+                    for x in change_spans(turns, t, hits, names, self.frame_len, oc)]
+        return out
 
     def _azimuth(self, k: int) -> float | None:
         best = int(np.argmax(self.p.logw))

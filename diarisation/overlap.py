@@ -20,10 +20,11 @@ filter (tracks from the best particle).
 
 Most overlap sits at a change of speaker (in the corpus' meetings 80 % of the overlaps are
 the next talker starting before the last one ends; median 0.8 s), and there one hit means far
-more than in the middle of a turn. So, offline, at every change A -> B the turn of A is carried
+more than in the middle of a turn. So at every change A -> B the turn of A is carried
 on into B's while hits of A keep coming no more than `change_gap` apart (from the change on,
-at most `change_max`), and B's turn is started back into A's the same way (`change_spans`). On
-the benchmark's 24 train meetings (kalman_ahc): DER 10.9 % -> 9.9 %.
+at most `change_max`), and B's turn is started back into A's the same way (`change_spans`;
+the online filter does it at a step whose speaker differs from the last step's). On the
+benchmark's 24 train meetings: kalman_ahc DER 10.9 % -> 9.9 %, particle_online 15.6 -> 15.0 %.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class OverlapConfig:
     min_ratio2: float = 0.7  # ... when its height is at least this share of the first's
     window: float = 0.8  # s: hits are counted in a sliding window this long
     min_hits: int = 4  # hits of one speaker inside the window that make them a second talker
-    # At a change of speaker (offline): a talker's turn carries on over the other's while its
+    # At a change of speaker: a talker's turn carries on over the other's while its
     # hits are at most change_gap s apart, for at most change_max s (0 = off). Train-tuned.
     change_gap: float = 0.5
     change_max: float = 2.0
