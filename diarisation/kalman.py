@@ -5,8 +5,9 @@ z = x + v, v ~ N(0, r·I). Working on vectors instead of angles avoids the 359°
 circle's curvature is ignored, which costs nothing at the few-degree steps a talker makes
 between observations. q = 0 is the stationary model (a fixed location per speaker).
 
-`loglik` is the prediction-error decomposition ℓ = Σ_k log N(z_k; x̂_k|k-1, S_k), computed with
-filterpy's `KalmanFilter`; the prior N(0, p0·I) (p0 = 0.5 is the per-component variance of a
+`loglik` is the prediction-error decomposition ℓ = Σ_k log N(z_k; x̂_k|k-1, S_k), computed by the
+Kalman recursion (a scalar one: P stays isotropic; filterpy's `KalmanFilter` is the reference
+the tests check it against); the prior N(0, p0·I) (p0 = 0.5 is the per-component variance of a
 uniformly random direction) makes ℓ of different clusters comparable, so the clustering
 criterion LLR(a, b) = ℓ(a ∪ b) − ℓ(a) − ℓ(b) is well defined: near +log(p0/r) per dimension
 when a and b are one talker's track (the merge pays the prior once, not twice), and strongly
