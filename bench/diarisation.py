@@ -1,16 +1,13 @@
 """Diarisation benchmark on the corpus' simulated meetings (`corpus meeting` recipe).
 
     python -m bench.diarisation --corpus /work/data/corpus/meeting --corpus /work/data/corpus/meeting-static \
-        --corpus /work/data/corpus/meeting-real
+        --corpus /work/data/corpus/meeting-real --corpus /work/data/corpus/meeting-test2
 
 `meeting` holds synthetic-voice meetings (most with a walking talker), `meeting-real` the
 same with real speechocean762 voices, and `meeting-static` static-only meetings (the other two
-have only one without a walking talker), made with the corpus package's own recipe and
-held-out voices:
-
-    from corpus.recipes.meeting import MeetingConfig, build_meeting
-    build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-static"), count=6, min_minutes=2.0,
-                                max_minutes=2.5, p_moving=0.0, test_fraction=1.0, seed=7, workers=1))
+have only one without a walking talker), and `meeting-test2` ten more test-only meetings (a new
+seed, fewer walkers so that the test set holds static meetings too), made with the corpus
+package's own recipe and held-out voices (`CORPUS_RECIPES` below; the md table repeats them).
 
 For every meeting: the offline steps (DOA, segments, embeddings) run once and feed the three
 clustering variants — `emb_ahc` (embeddings only), `stationary_ahc` (+ location, q = 0),
@@ -212,7 +209,15 @@ def _summary(values: list[float]) -> dict[str, float]:
 def _score_entry(m: "Meeting", turns: list[Turn]) -> dict:
     s = score(m.ref, turns)
     return {"der": s.der, "jer": s.jer, "miss": s.miss, "fa": s.false_alarm, "conf": s.confusion,
-            "n_spk": len({t.speaker for t in turns})}
+            "total": s.total, "n_spk": len({t.speaker for t in turns})}
+
+
+def pooled_der(entries: list[dict]) -> float:
+    """DER over all the meetings as one recording (pyannote's `abs(metric)` accumulated over
+    them): each meeting's errors weighted by its scored reference time, so long meetings count
+    more. The per-meeting mean (`der`) gives every meeting the same weight."""
+    total = sum(e["total"] for e in entries)
+    return round(float(sum(e["der"] * e["total"] for e in entries) / total), 2) if total else float("nan")
 
 
 def tune(offline: dict[str, OfflineDiariser], sets: list, overlap: bool) -> dict[str, dict[str, float]]:
@@ -341,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
             if not have:
                 continue
             out[meth] = {k: round(float(np.mean([h[k] for h in have])), 2) for k in ("der", "jer", "miss", "fa", "conf")}
+            out[meth]["der_pooled"] = pooled_der(have)
             out[meth]["meetings"] = len(have)
         return out
 
@@ -376,7 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         "corpus": ", ".join(map(str, corpora)), "meetings_scored": len(per_meeting),
         "tune_meetings": [r["id"] for r in tune_recs], "scenarios": SCENARIOS,
         "thresholds": chosen, "embedder": embedder.kind, "overlap_step": overlap,
-        "der_definition": "pyannote.metrics DiarizationErrorRate, collar 0.25 s, overlap scored; mean over meetings",
+        "der_definition": "pyannote.metrics DiarizationErrorRate, collar 0.25 s, overlap scored; mean over meetings "
+                          "(der_pooled: accumulated over the meetings, i.e. weighted by reference time)",
+        "corpus_recipes": {Path(c).name: CORPUS_RECIPES.get(Path(c).name, "?") for c in corpora},
         "azimuth_error_deg": az,
         "online_rtf_cpu_one_thread": _summary([o["rtf_cpu"] for o in online_rows]) if online_rows else None,
         "online_rtf_wall_shared_machine": _summary([o["rtf_wall"] for o in online_rows]) if online_rows else None,
@@ -405,6 +413,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 ORDER = ("moving", "static", "test", "real", "train", "all")
+# How the corpora were built (shown in the md, so that the test set can be rebuilt byte for byte).
+CORPUS_RECIPES = {
+    "meeting": "minutes corpus build --recipe meeting --out /work/data/corpus/meeting --count 24 "
+               "--min-minutes 2 --max-minutes 3  (seed 0; 16 train + 8 test meetings)",
+    "meeting-static": 'build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-static"), count=6, '
+                      "min_minutes=2.0, max_minutes=2.5, p_moving=0.0, test_fraction=1.0, seed=7, workers=1))",
+    "meeting-real": "minutes corpus build --recipe meeting --out /work/data/corpus/meeting-real --count 12 "
+                    "--min-minutes 2 --max-minutes 3 --seed 1 --real-speakers P  (P not recorded; 8 train + 4 test)",
+    "meeting-test2": 'build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-test2"), count=10, '
+                     "min_minutes=2.0, max_minutes=3.0, p_moving=0.2, test_fraction=1.0, seed=11, workers=1))  "
+                     "(all test split: held-out voices and texts; 6 with a walking talker, 4 static)",
+}
 
 
 def plot(results: dict, before: dict, path: Path) -> bool:
@@ -454,6 +474,20 @@ def markdown(results: dict, before: dict | None = None) -> str:
         n = max(v.get("meetings", 0) for v in row.values())
         lines.append(f"| {name} | {n} | " + " | ".join(
             f"{row[m]['der']:.1f}" if m in row else "–" for m in methods) + " |")
+    lines += ["", "DER % pooled over the meetings (pyannote's `abs(metric)` accumulated over them: errors / "
+              "reference time, long meetings weigh more) beside the per-meeting mean above, as mean / pooled:", "",
+              "| scenario | meetings | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for name in ORDER:
+        if name not in results:
+            continue
+        row = results[name]
+        n = max(v.get("meetings", 0) for v in row.values())
+        lines.append(f"| {name} | {n} | " + " | ".join(
+            f"{row[m]['der']:.1f} / {row[m]['der_pooled']:.1f}" if m in row and "der_pooled" in row[m] else "–"
+            for m in methods) + " |")
+    if meta.get("corpus_recipes"):
+        lines += ["", "Corpora (rebuild with `corpus`'s meeting recipe; same seed, same bytes):", ""]
+        lines += [f"- `{k}`: `{v}`" for k, v in meta["corpus_recipes"].items()]
     prev = meta.get("previous")
     if prev:
         lines += ["", f"Previous → now (DER %; previous = {prev['label']}):", "",
