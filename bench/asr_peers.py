@@ -116,7 +116,8 @@ def write_table(results: dict) -> str:
     systems = sorted({s for v in results.values() for s in v})
     lines = ["| test set | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
     for ts, row in results.items():
-        cells = [f"{row[s]['wer']:.1f} % (RTF {row[s]['rtf']:.3f})" if s in row else "—" for s in systems]
+        cells = [f"{row[s]['wer']:.1f} % (RTF {row[s]['rtf']:.3f}, {row[s]['utterances']} utts)" if s in row else "—"
+                 for s in systems]
         lines.append(f"| {ts} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -417,13 +417,13 @@ ORDER = ("moving", "static", "test", "real", "train", "all")
 CORPUS_RECIPES = {
     "meeting": "minutes corpus build --recipe meeting --out /work/data/corpus/meeting --count 24 "
                "--min-minutes 2 --max-minutes 3  (seed 0; 16 train + 8 test meetings)",
-    "meeting-static": 'build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-static"), count=6, '
-                      "min_minutes=2.0, max_minutes=2.5, p_moving=0.0, test_fraction=1.0, seed=7, workers=1))",
+    "meeting-static": "minutes corpus build --recipe meeting --out /work/data/corpus/meeting-static --count 6 "
+                      "--min-minutes 2 --max-minutes 2.5 --p-moving 0 --test-fraction 1 --seed 7 --workers 1",
     "meeting-real": "minutes corpus build --recipe meeting --out /work/data/corpus/meeting-real --count 12 "
                     "--min-minutes 2 --max-minutes 3 --seed 1 --real-speakers 0.3  (value not recorded at build time; "
                     "replanning with 0.3 gives all 12 meetings' speaker lists; 8 train + 4 test)",
-    "meeting-test2": 'build_meeting(MeetingConfig(out=Path("/work/data/corpus/meeting-test2"), count=10, '
-                     "min_minutes=2.0, max_minutes=3.0, p_moving=0.2, test_fraction=1.0, seed=11, workers=1))  "
+    "meeting-test2": "minutes corpus build --recipe meeting --out /work/data/corpus/meeting-test2 --count 10 "
+                     "--min-minutes 2 --max-minutes 3 --p-moving 0.2 --test-fraction 1 --seed 11 --workers 1  "
                      "(all test split: held-out voices and texts; 6 with a walking talker, 4 static)",
 }
 

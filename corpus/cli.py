@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--count", type=int, default=None, help="meeting: number of meetings (overrides --hours)")
     b.add_argument("--min-minutes", type=float, default=2.0, help="meeting: shortest meeting")
     b.add_argument("--max-minutes", type=float, default=10.0, help="meeting: longest meeting")
+    b.add_argument("--p-moving", type=float, default=0.35, help="meeting: chance that a talker walks at some point")
+    b.add_argument("--test-fraction", type=float, default=0.34,
+                   help="meeting: share of meetings (the last ones) with held-out voices and texts; 1 = a test-only corpus")
     b.add_argument("--real-speakers", type=float, default=0.0,
                    help="meeting: chance a seat is a real speechocean762 speaker (<= 2 a meeting)")
     b.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         count = args.count or max(1, round(args.hours * 60 / minutes))
         stats = build_meeting(MeetingConfig(
             count=count, min_minutes=args.min_minutes, max_minutes=args.max_minutes,
-            p_real_speaker=args.real_speakers, **common,
+            p_real_speaker=args.real_speakers, p_moving=args.p_moving, test_fraction=args.test_fraction, **common,
         ))
         _finish(args.out, stats)
         return 0
