@@ -457,6 +457,18 @@ def plot(results: dict, before: dict, path: Path) -> bool:
     return True
 
 
+def _scenario_rows(results: dict, methods: list[str], cell) -> list[str]:
+    """One table row per scenario: name, meeting count, `cell(result)` per method."""
+    rows = []
+    for name in ORDER:
+        if name not in results:
+            continue
+        row = results[name]
+        n = max(v.get("meetings", 0) for v in row.values())
+        rows.append(f"| {name} | {n} | " + " | ".join(cell(row[m]) if m in row else "–" for m in methods) + " |")
+    return rows
+
+
 def markdown(results: dict, before: dict | None = None) -> str:
     """Readable tables; `before`: the same benchmark's results without the overlap step."""
     meta = results["_meta"]
@@ -468,24 +480,12 @@ def markdown(results: dict, before: dict | None = None) -> str:
              f"Overlap step {'on' if meta.get('overlap_step', True) else 'off'}.", "",
              "Scenarios: " + "; ".join(f"**{k}** = {v}" for k, v in meta["scenarios"].items()) + ".", "",
              "| scenario | meetings | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    for name in ORDER:
-        if name not in results:
-            continue
-        row = results[name]
-        n = max(v.get("meetings", 0) for v in row.values())
-        lines.append(f"| {name} | {n} | " + " | ".join(
-            f"{row[m]['der']:.1f}" if m in row else "–" for m in methods) + " |")
+    lines += _scenario_rows(results, methods, lambda r: f"{r['der']:.1f}")
     lines += ["", "DER % pooled over the meetings (pyannote's `abs(metric)` accumulated over them: errors / "
               "reference time, long meetings weigh more) beside the per-meeting mean above, as mean / pooled:", "",
               "| scenario | meetings | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    for name in ORDER:
-        if name not in results:
-            continue
-        row = results[name]
-        n = max(v.get("meetings", 0) for v in row.values())
-        lines.append(f"| {name} | {n} | " + " | ".join(
-            f"{row[m]['der']:.1f} / {row[m]['der_pooled']:.1f}" if m in row and "der_pooled" in row[m] else "–"
-            for m in methods) + " |")
+    lines += _scenario_rows(results, methods,
+                            lambda r: f"{r['der']:.1f} / {r['der_pooled']:.1f}" if "der_pooled" in r else "–")
     if meta.get("corpus_recipes"):
         lines += ["", "Corpora (rebuild with `corpus`'s meeting recipe; same seed, same bytes):", ""]
         lines += [f"- `{k}`: `{v}`" for k, v in meta["corpus_recipes"].items()]

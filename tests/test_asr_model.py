@@ -37,6 +37,25 @@ def real_utterances(n: int) -> list[tuple[torch.Tensor, str]]:
     return out
 
 
+def write_real_manifest(folder: Path, n: int) -> Path:
+    """The first `n` real utterances as FLAC files plus a corpus manifest over them
+    (`folder/train.jsonl`), for tests of what reads manifests."""
+    import json
+
+    import soundfile as sf
+
+    rows = []
+    for i, (wav, text) in enumerate(real_utterances(n)):
+        p = folder / f"u{i}.flac"
+        sf.write(p, wav.numpy(), 16000)
+        rows.append({"id": f"u{i}", "audio": p.name, "sample_rate": 16000, "channels": 1,
+                     "duration": wav.numel() / 16000, "text": text, "speaker": "s", "source": "speechocean762",
+                     "split": "train"})
+    manifest = folder / "train.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
 def test_fbank_chunkwise_equals_whole():
     cfg = FbankConfig()
     wave = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)

@@ -12,25 +12,10 @@ import torch
 
 from models.features import fbank
 from models.transducer import Transducer, load_checkpoint, save_checkpoint
-from tests.test_asr_model import real_utterances, tiny_config
+from tests.test_asr_model import real_utterances, tiny_config, write_real_manifest
 from training.data import collate
 from training.teacher import (POOL, TEACHER_FRAME_S, TeacherConfig, TeacherTargets, WhisperTeacher, extract,
                               manifest_dir, plan_windows, pool_frames)
-
-
-def _manifest(tmp_path: Path, n: int) -> Path:
-    import soundfile as sf
-
-    rows = []
-    for i, (wav, text) in enumerate(real_utterances(n)):
-        p = tmp_path / f"u{i}.flac"
-        sf.write(p, wav.numpy(), 16000)
-        rows.append({"id": f"u{i}", "audio": p.name, "sample_rate": 16000, "channels": 1,
-                     "duration": wav.numel() / 16000, "text": text, "speaker": "s", "source": "speechocean762",
-                     "split": "train"})
-    m = tmp_path / "train.jsonl"
-    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return m
 
 
 def test_windows_keep_order_and_fit():
@@ -50,7 +35,7 @@ def test_windows_keep_order_and_fit():
 
 
 def test_targets_belong_to_their_utterance_and_extraction_resumes(tmp_path: Path):
-    manifest = _manifest(tmp_path, 6)
+    manifest = write_real_manifest(tmp_path, 6)
     cfg = TeacherConfig(out=str(tmp_path / "teacher"), threads=1)
     teacher = WhisperTeacher(threads=1)
     extract(str(manifest), cfg, teacher, limit=4)

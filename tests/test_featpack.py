@@ -3,7 +3,6 @@ back the same, and a pack trains exactly like the manifests it was made from."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from models.transducer import Transducer, load_checkpoint, save_checkpoint
 from training.featpack import build_packs, quantise, read_pack, dequantise
 from training.transfer import join_checkpoint, split_checkpoint
-from tests.test_asr_model import real_utterances, tiny_config
+from tests.test_asr_model import tiny_config, write_real_manifest
 
 
 def test_quantisation_error_is_small_against_feature_spread():
@@ -29,18 +28,7 @@ def test_quantisation_error_is_small_against_feature_spread():
 def test_packs_split_by_budget_and_read_back_real_features(tmp_path: Path):
     from training.data import FeatureCache, read_items
 
-    utts = real_utterances(12)
-    rows = []
-    import soundfile as sf
-
-    for i, (wav, text) in enumerate(utts):
-        p = tmp_path / f"u{i}.flac"
-        sf.write(p, wav.numpy(), 16000)
-        rows.append({"id": f"u{i}", "audio": p.name, "sample_rate": 16000, "channels": 1,
-                     "duration": wav.numel() / 16000, "text": text, "speaker": "s", "source": "speechocean762",
-                     "split": "train"})
-    manifest = tmp_path / "train.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = write_real_manifest(tmp_path, 12)
     items = read_items([str(manifest)])
     total_mb = sum(FeatureCache().get(it).shape[0] * 80 for it in items) * 0.52 / 1e6
     reports = build_packs([str(manifest)], [tmp_path / "a", tmp_path / "b"], [total_mb / 2, total_mb], "train",
