@@ -129,12 +129,18 @@ def test_engine_stream_state_flat_over_long_audio(loaded_model, hotwords, minute
             first_half = events["Final"]
     half = len(weights) // 2
     early, late = max(weights[:half]), max(weights[half:])
+    early_mean, late_mean = np.mean(weights[:half]), np.mean(weights[half:])
     # finals all along (greedy and the beam close a segment every ~3 s here; before the beam
     # restarted its predictor at each segment, it closed one every ~13 s with store/default/3)
     assert first_half > minutes * 2 and events["Final"] - first_half > minutes * 2, (first_half, events)
     assert s.summary.truncated and s.summary.chars <= 120, (s.summary.chars, s.summary.text)
     assert len(s.rs.emissions) < 400 and s.rs.samples.size < 16000 and s.rs.feats.shape[0] < 200
-    assert late <= early + 2048, (early, late)
+    # no growth on average: a leak of ~300 bytes per 10 s fails this over 6 minutes
+    assert late_mean <= early_mean + 4096, (early_mean, late_mean)
+    if not hotwords:  # greedy's state repeats with the looped audio: its peak must not grow at all
+        assert late <= early + 2048, (early, late)
+    # (the beam's hypotheses weigh ±3 % with what is being said, so one late peak may pass an
+    # early one by a few kB without a trend: measured with store/default/4, half-means -0.2 kB)
     fed = total * 0.1
     s.finish("stop")
     s.end_input()
