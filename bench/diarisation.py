@@ -392,19 +392,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
     before = json.loads(Path(args.before).read_text()) if overlap and Path(args.before).exists() else None
     if before:  # the "before" DERs travel with the results (scenario -> method -> DER)
-        results["_meta"]["der_without_overlap_step"] = {
-            n: {m: v["der"] for m, v in before[n].items()} for n in ORDER if n in before}
+        results["_meta"]["der_without_overlap_step"] = der_by_scenario(before)
         results["_meta"]["thresholds_without_overlap_step"] = before["_meta"]["thresholds"]
-        out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
-    previous = None
     if args.previous and Path(args.previous).exists():
-        prev = json.loads(Path(args.previous).read_text())
-        previous = {n: {m: v["der"] for m, v in prev[n].items()} for n in ORDER if n in prev}
-        results["_meta"]["previous"] = {"label": args.previous_label, "der": previous}
-        out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+        results["_meta"]["previous"] = {"label": args.previous_label,
+                                        "der": der_by_scenario(json.loads(Path(args.previous).read_text()))}
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
     text = markdown(results, before)
     if before and plot(results, before, out.with_suffix(".png")):
         text += f"\n![DER before/after the overlap step]({out.with_suffix('.png').name})\n"
@@ -457,6 +452,18 @@ def plot(results: dict, before: dict, path: Path) -> bool:
     return True
 
 
+def der_by_scenario(results: dict) -> dict[str, dict[str, float]]:
+    """scenario -> method -> DER of a results JSON (what earlier runs are compared by)."""
+    return {n: {m: v["der"] for m, v in results[n].items()} for n in ORDER if n in results}
+
+
+def _change_rows(results: dict, earlier: dict[str, dict[str, float]], methods: list[str]) -> list[str]:
+    """One row per scenario of `earlier DER → now DER` per method."""
+    return [f"| {name} | " + " | ".join(
+        f"{earlier[name][m]:.1f} → {results[name][m]['der']:.1f}" if m in results[name] and m in earlier[name] else "–"
+        for m in methods) + " |" for name in ORDER if name in results and name in earlier]
+
+
 def _scenario_rows(results: dict, methods: list[str], cell) -> list[str]:
     """One table row per scenario: name, meeting count, `cell(result)` per method."""
     rows = []
@@ -493,20 +500,12 @@ def markdown(results: dict, before: dict | None = None) -> str:
     if prev:
         lines += ["", f"Previous → now (DER %; previous = {prev['label']}):", "",
                   "| scenario | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        for name in ORDER:
-            if name in results and name in prev["der"]:
-                lines.append(f"| {name} | " + " | ".join(
-                    f"{prev['der'][name][m]:.1f} → {results[name][m]['der']:.1f}"
-                    if m in results[name] and m in prev["der"][name] else "–" for m in methods) + " |")
+        lines += _change_rows(results, prev["der"], methods)
     if before:
         lines += ["", "Overlap step, before → after (DER %; before = the same diarisers, each frame one speaker, "
                   "thresholds re-tuned without the step):", "",
                   "| scenario | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        for name in ORDER:
-            if name in results and name in before:
-                lines.append(f"| {name} | " + " | ".join(
-                    f"{before[name][m]['der']:.1f} → {results[name][m]['der']:.1f}"
-                    if m in results[name] and m in before[name] else "–" for m in methods) + " |")
+        lines += _change_rows(results, der_by_scenario(before), methods)
     lines += ["", "DER % (collar 0.25 s, overlap scored). JER and error parts (miss / false alarm / confusion):", "",
               "| scenario | method | DER | JER | miss | FA | confusion |", "|---|---|---|---|---|---|---|"]
     for name in ORDER:

@@ -100,17 +100,18 @@ class WhisperTeacher:
         return np.array(self.model.encode(np.stack(feats).astype(np.float32)))
 
 
-def _done_ids(index: Path) -> set[str]:
-    if not index.exists():
-        return set()
-    done = set()
-    with open(index, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                done.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError):
-                continue  # a torn last line: that utterance is redone
-    return done
+def read_index(index: Path) -> list[dict]:
+    """The entries of an `index.jsonl` ({"id", "start", "frames"}); a torn last line (a run
+    stopped mid-write) is skipped, so that utterance is redone."""
+    entries = []
+    if index.exists():
+        with open(index, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    entries.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return entries
 
 
 def extract(manifest: str, cfg: TeacherConfig, teacher: WhisperTeacher | None = None, limit: int = 0) -> Path:
@@ -122,7 +123,8 @@ def extract(manifest: str, cfg: TeacherConfig, teacher: WhisperTeacher | None = 
     out = manifest_dir(cfg.out, manifest)
     out.mkdir(parents=True, exist_ok=True)
     index, states_path = out / "index.jsonl", out / "states.f16"
-    done = _done_ids(index)
+    entries = read_index(index)
+    done = {e["id"] for e in entries}
     records = [r for r in read_manifest(manifest) if r.duration <= cfg.max_duration and r.id not in done]
     if limit:
         records = records[:limit]
@@ -131,43 +133,32 @@ def extract(manifest: str, cfg: TeacherConfig, teacher: WhisperTeacher | None = 
     if windows:
         teacher = teacher or WhisperTeacher(cfg.threads)
         # the index is the truth: states past its last entry are from an interrupted batch
-        start = _index_end(index)
+        start = max((e["start"] + e["frames"] for e in entries), default=0)
         meta_path = out / "meta.json"
-        with open(states_path, "ab") as sf:
-            sf.truncate(start * 2 * json.loads(meta_path.read_text())["dim"] if meta_path.exists() else 0)
         bar = tqdm(total=len(windows), desc=f"teacher {Path(manifest).parent.name}/{Path(manifest).stem}", unit="win")
-        for b in range(0, len(windows), cfg.batch_windows):
-            group = windows[b : b + cfg.batch_windows]
-            waves = [_window_audio(w, manifest, cfg.gap_seconds, load_audio) for w in group]
-            states = teacher.encode(waves)
-            if not meta_path.exists():
-                meta_path.write_text(json.dumps({"manifest": str(Path(manifest).resolve()), "dim": int(states.shape[-1]),
-                                                 "frame_seconds": TEACHER_FRAME_S * POOL, "teacher": "whisper-tiny.en"}))
-            with open(states_path, "ab") as sf, open(index, "a", encoding="utf-8") as ix:
+        with open(states_path, "ab") as sf, open(index, "a", encoding="utf-8") as ix:
+            sf.truncate(start * 2 * json.loads(meta_path.read_text())["dim"] if meta_path.exists() else 0)
+            for b in range(0, len(windows), cfg.batch_windows):
+                group = windows[b : b + cfg.batch_windows]
+                states = teacher.encode([_window_audio(w, manifest, cfg.gap_seconds, load_audio) for w in group])
+                if not meta_path.exists():
+                    meta_path.write_text(json.dumps({"manifest": str(Path(manifest).resolve()), "dim": int(states.shape[-1]),
+                                                     "frame_seconds": TEACHER_FRAME_S * POOL, "teacher": "whisper-tiny.en"}))
+                lines = []
                 for w, s in zip(group, states):
                     for r, offset in w:
                         frames = pool_frames(s, offset, r.duration).astype(np.float16)
                         sf.write(frames.tobytes())
-                        sf.flush()
-                        ix.write(json.dumps({"id": r.id, "start": start, "frames": len(frames)}) + "\n")
+                        lines.append(json.dumps({"id": r.id, "start": start, "frames": len(frames)}) + "\n")
                         start += len(frames)
-            bar.update(len(group))
+                sf.flush()  # states on disk before the index names them
+                ix.writelines(lines)
+                ix.flush()
+                bar.update(len(group))
         bar.close()
-    write_stats(out)
+    if windows or not (out / "stats.npz").exists():
+        write_stats(out)
     return out
-
-
-def _index_end(index: Path) -> int:
-    end = 0
-    if index.exists():
-        with open(index, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    e = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                end = max(end, e["start"] + e["frames"])
-    return end
 
 
 def _window_audio(window: list[tuple[Record, float]], manifest: str, gap: float, load_audio) -> np.ndarray:
@@ -205,15 +196,8 @@ class TeacherTargets:
                 continue
             meta = json.loads((d / "meta.json").read_text())
             states = np.memmap(d / "states.f16", dtype=np.float16, mode="r").reshape(-1, meta["dim"])
-            index = {}
-            with open(d / "index.jsonl", encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        e = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if e["start"] + e["frames"] <= len(states):
-                        index[e["id"]] = (e["start"], e["frames"])
+            index = {e["id"]: (e["start"], e["frames"]) for e in read_index(d / "index.jsonl")
+                     if e["start"] + e["frames"] <= len(states)}
             stats = np.load(d / "stats.npz")
             self.tables[m] = (states, index, stats["mean"], stats["std"])
             log.info("teacher targets for %s: %d utterances", m, len(index))
