@@ -349,7 +349,12 @@ async function runMic() {
     pending = []; frames = 0;
   };
   input.connect(tap);
-  state.micCleanup = () => { media.getTracks().forEach((t) => t.stop()); ctx.close(); };
+  // Detach the handler first: frames the worklet already posted would otherwise still be sent
+  // after `stop` (ctx.close() is asynchronous), and the server answers them with an error.
+  state.micCleanup = () => {
+    tap.port.onmessage = null; input.disconnect();
+    media.getTracks().forEach((t) => t.stop()); ctx.close();
+  };
 }
 
 // ---------------------------------------------------------------- wiring
