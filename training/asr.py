@@ -82,6 +82,10 @@ class TrainConfig:
     warmup_steps: int = 500
     weight_decay: float = 1e-3
     clip_norm: float = 5.0
+    # exponential moving average of the weights, evaluated and saved as best.pt; 0 = off. On ~3k
+    # utterances of real speech the raw weights wander from eval to eval (±5 WER points on 100
+    # utterances); the average is what a checkpoint choice would otherwise guess at.
+    ema_decay: float = 0.0
     # run
     threads: int = 2
     device: str = "cpu"  # "cuda" where an accelerator is lent; the recipe is the same
@@ -219,6 +223,7 @@ class Trainer:
             if self.model.distill is None:  # a model trained without it: a fresh head, a fresh optimiser
                 self.model.set_distill_head(self.teacher.dim, cfg.distill_layer)
                 self.opt = self._optimiser()
+        self.ema = self._ema(blob if resume and last.exists() else None)
         self.dev = [
             DevSet(Path(m).parent.name + "/" + Path(m).stem, read_items([m], 60.0)[: cfg.dev_utts])
             for m in cfg.dev_manifests
@@ -252,6 +257,26 @@ class Trainer:
         packed = [it for it in self.pack_items if it.duration <= self.cfg.max_duration]
         return read_items(self.cfg.train_manifests, self.cfg.max_duration) + packed
 
+    def _ema(self, blob: dict[str, Any] | None) -> torch.optim.swa_utils.AveragedModel | None:
+        """torch's AveragedModel with an EMA rule; restored from last.pt, else started at the
+        current weights (a resume of a run that had none, or a fine-tune from init_from)."""
+        if self.cfg.ema_decay <= 0:
+            return None
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
+        if blob is not None and "ema" in blob:
+            ema.load_state_dict(blob["ema"])
+            log.info("EMA (decay %g) restored: %d updates averaged", self.cfg.ema_decay, int(ema.n_averaged))
+        else:
+            log.info("EMA (decay %g) starts at the current weights", self.cfg.ema_decay)
+        return ema
+
+    @property
+    def eval_model(self) -> Transducer:
+        """The weights that are evaluated and kept as best.pt: the average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
     def _optimiser(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
@@ -260,17 +285,22 @@ class Trainer:
         self.log_fh.flush()
 
     def save(self, name: str = "last.pt") -> None:
-        save_checkpoint(self.exp / name, self.model, {
-            "tokenizer": self.tok.proto, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
-            "best": self.best, "optimizer": self.opt.state_dict(), "py_rng": self.rng.getstate(),
-            "train_config": asdict(self.cfg),
-        })
+        """last.pt: the raw weights, optimiser and average (to resume); best.pt: the evaluated weights."""
+        extra = {"tokenizer": self.tok.proto, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
+                 "best": self.best, "optimizer": self.opt.state_dict(), "py_rng": self.rng.getstate(),
+                 "train_config": asdict(self.cfg)}
+        if name == "best.pt":
+            save_checkpoint(self.exp / name, self.eval_model, extra)
+            return
+        if self.ema is not None:
+            extra["ema"] = self.ema.state_dict()
+        save_checkpoint(self.exp / name, self.model, extra)
 
     def run_eval(self) -> float:
         res = {}
         for d in self.dev:
             if d.items:
-                res[d.name] = evaluate(self.model, self.tok, self.cache, d.items)
+                res[d.name] = evaluate(self.eval_model, self.tok, self.cache, d.items)
         self.model.train()
         if not res:
             return float("inf")
@@ -332,6 +362,8 @@ class Trainer:
         gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm))
         if math.isfinite(gnorm):
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
         self.step += 1
         return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach()), "gnorm": gnorm}
 

@@ -1,0 +1,48 @@
+"""The trainer's weight average: evaluated, kept as best.pt, and carried through a resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from models.transducer import load_checkpoint
+from training.asr import TrainConfig, Trainer
+from tests.test_asr_model import write_real_manifest
+
+
+def tiny_recipe(tmp_path: Path, manifest: Path, max_steps: int) -> TrainConfig:
+    return TrainConfig(
+        exp_dir=str(tmp_path / "exp"), train_manifests=[str(manifest)], dev_manifests=[str(manifest)], dev_utts=2,
+        max_batch_seconds=8.0, max_batch_utts=2, curriculum=[0, 20.0], specaug_start=0, vocab_pieces=40,
+        d_model=32, n_layers=2, n_heads=2, ff_mult=2, conv_kernel=5, subsample_channels=8, chunk_frames=4,
+        left_chunks=2, pred_dim=32, joint_dim=32, ctc_only_steps=0, rnnt_ramp_steps=1, warmup_steps=2, lr=3e-3,
+        ema_decay=0.5, threads=1, max_steps=max_steps, max_minutes=10.0, eval_minutes=100.0,
+    )
+
+
+def weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if v.is_floating_point() and not k.startswith("feat_")}
+
+
+def test_ema_is_evaluated_saved_and_resumed(tmp_path: Path):
+    torch.manual_seed(0)
+    manifest = write_real_manifest(tmp_path, 4)
+    Trainer(tiny_recipe(tmp_path, manifest, max_steps=4)).run()
+    exp = tmp_path / "exp"
+    last = torch.load(exp / "last.pt", map_location="cpu", weights_only=False)
+    assert int(last["ema"]["n_averaged"]) == 4  # one average per optimiser step
+    ema = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    raw, avg = weights(last["model"]), weights(ema)
+    assert raw.keys() == avg.keys()
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw), "the average must lag the raw weights"
+    # the final eval is of the average, so best.pt (the first eval is always a best) holds it
+    best, _ = load_checkpoint(exp / "best.pt")
+    assert all(torch.equal(best.state_dict()[k], avg[k]) for k in avg)
+
+    trainer = Trainer(tiny_recipe(tmp_path, manifest, max_steps=6), resume=True)
+    assert int(trainer.ema.n_averaged) == 4
+    assert all(torch.equal(trainer.ema.module.state_dict()[k], avg[k]) for k in avg)
+    trainer.run()
+    again = torch.load(exp / "last.pt", map_location="cpu", weights_only=False)
+    assert again["step"] == 6 and int(again["ema"]["n_averaged"]) == 6
