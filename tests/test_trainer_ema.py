@@ -17,7 +17,7 @@ def tiny_recipe(tmp_path: Path, manifest: Path, max_steps: int) -> TrainConfig:
         max_batch_seconds=8.0, max_batch_utts=2, curriculum=[0, 20.0], specaug_start=0, vocab_pieces=40,
         d_model=32, n_layers=2, n_heads=2, ff_mult=2, conv_kernel=5, subsample_channels=8, chunk_frames=4,
         left_chunks=2, pred_dim=32, joint_dim=32, ctc_only_steps=0, rnnt_ramp_steps=1, warmup_steps=2, lr=3e-3,
-        ema_decay=0.5, threads=1, max_steps=max_steps, max_minutes=10.0, eval_minutes=100.0,
+        ema_decay=0.5, freq_warp=0.1, threads=1, max_steps=max_steps, max_minutes=10.0, eval_minutes=100.0,
     )
 
 

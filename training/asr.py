@@ -27,7 +27,8 @@ from decoding.greedy import greedy_decode_batch
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from models.encoder import EncoderConfig
 from models.transducer import Transducer, TransducerConfig, load_checkpoint, save_checkpoint
-from training.data import FeatureCache, Item, collate, feature_stats, make_batches, read_items, spec_augment, tempo
+from training.data import (FeatureCache, Item, collate, feature_stats, freq_warp, make_batches, read_items, spec_augment,
+                           tempo)
 from training.featpack import read_pack
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class TrainConfig:
     max_duration: float = 20.0  # utterances longer than this are skipped
     curriculum: list[float] = field(default_factory=lambda: [0, 6.0, 600, 10.0, 1500, 20.0])  # step, max s, ...
     tempo_factors: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    freq_warp: float = 0.0  # VTLN factor drawn per utterance from 1 ± this (training/data.py freq_warp); 0 = off
     specaug_start: int = 1500  # step from which SpecAugment is on
     # tokenizer / model
     vocab_pieces: int = 256
@@ -323,6 +325,8 @@ class Trainer:
         mean, std = self.feat_norm
         for it in batch:
             f = tempo(self.cache.get(it), self.rng.choice(cfg.tempo_factors))
+            if cfg.freq_warp > 0:
+                f = freq_warp(f, 1.0 + self.rng.uniform(-cfg.freq_warp, cfg.freq_warp))
             f = (f - mean) / std
             if self.step >= cfg.specaug_start:
                 f = spec_augment(f, self.rng)
