@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from training import package
 
     package.register(tsub)
-    from training import lm, mwer, teacher  # `minutes train lm|mwer` (decoding with LMs, issue 6)
+    from training import average, lm, mwer, teacher  # `minutes train lm|mwer` (decoding with LMs, issue 6)
 
-    lm.register(tsub), mwer.register(tsub), teacher.register(tsub)
+    lm.register(tsub), mwer.register(tsub), teacher.register(tsub), average.register(tsub)
 
 
 def run_asr(args: argparse.Namespace) -> int:

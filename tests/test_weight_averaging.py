@@ -1,9 +1,11 @@
-"""The trainer's weight average: evaluated, kept as best.pt, and carried through a resume."""
+"""Weight averages: the trainer's EMA (evaluated, kept as best.pt, carried through a resume) and
+`minutes train average` over checkpoints."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.transducer import load_checkpoint
@@ -46,3 +48,28 @@ def test_ema_is_evaluated_saved_and_resumed(tmp_path: Path):
     trainer.run()
     again = torch.load(exp / "last.pt", map_location="cpu", weights_only=False)
     assert again["step"] == 6 and int(again["ema"]["n_averaged"]) == 6
+
+
+def test_average_of_checkpoints_is_their_mean_and_refuses_strangers(tmp_path: Path):
+    from models.transducer import Transducer, save_checkpoint
+    from tests.test_asr_model import tiny_config
+    from training.average import average_checkpoints
+
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / f"m{seed}.pt", Transducer(tiny_config(40)), {"tokenizer": b"t", "step": seed * 10})
+        paths.append(tmp_path / f"m{seed}.pt")
+    avg = average_checkpoints(paths, tmp_path / "avg.pt")
+    a, b = (torch.load(p, weights_only=False)["model"] for p in paths)
+    model, blob = load_checkpoint(tmp_path / "avg.pt")  # loads as a model
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (a[k] + b[k]) / 2)
+    assert blob["step"] == 20 and [s["step"] for s in avg["averaged_from"]] == [10, 20]
+
+    torch.manual_seed(3)
+    other = tiny_config(41)
+    save_checkpoint(tmp_path / "other.pt", Transducer(other), {"tokenizer": b"t"})
+    with pytest.raises(ValueError, match="architecture"):
+        average_checkpoints([paths[0], tmp_path / "other.pt"], tmp_path / "bad.pt")
