@@ -61,26 +61,39 @@ def missed(rec, name: str) -> tuple[list[str], list[str]]:
     return plain, [w for w in dict.fromkeys(reference(name).split()) if len(w) >= 3 and w not in plain]
 
 
+def clips_with_misses(rec, want: int = 3, scan: int = 24) -> list[tuple[str, list[str], list[str]]]:
+    """(clip, unbiased words, missed words) for the first `want` clips where the unbiased search
+    misses reference words: CLIPS first, then the first utterance of each speaker. Chosen at run
+    time because every better model stops missing the words of a fixed list (default/5 gets all
+    of CLIPS' words right)."""
+    rows = [line.split() for line in (SO / "spk2utt").read_text().splitlines()]
+    firsts = [f"SPEAKER{row[0]}/{row[1]}" for row in rows if len(row) > 1]
+    found = []
+    for name in list(dict.fromkeys(CLIPS + firsts))[:scan]:
+        plain, targets = missed(rec, name)
+        if targets:
+            found.append((name, plain, targets))
+            if len(found) == want:
+                break
+    return found
+
+
 def test_boosted_reference_words_are_recovered_on_real_speech(rec, model_store):  # noqa: F811
     if not model_store[1] or rec.default_decoder == "ctc":
         pytest.skip("needs the trained transducer model")
+    found = clips_with_misses(rec)
+    assert found, "the model outputs every reference word of 24 real clips: this test needs harder audio"
     total = recovered = 0
-    for name in CLIPS:
-        plain, targets = missed(rec, name)
-        if not targets:
-            continue
+    for name, plain, targets in found:
         biased = words_of(rec, clip(name), targets)
         total += len(targets)
         recovered += sum(w in biased for w in targets)
         # without hotwords the same stream gives the same words: options live in the stream only
         assert words_of(rec, clip(name)) == plain
-    if total == 0:
-        pytest.skip("the model already outputs every reference word of these clips")
     assert recovered >= max(1, total // 2), (recovered, total)  # the recall of the boosted words goes up
     # a strong boost makes a word the unbiased search never outputs appear
-    plain, targets = missed(rec, CLIPS[0])
-    if targets:
-        assert targets[0] in words_of(rec, clip(CLIPS[0]), targets[:1], boost=6.0)
+    name, _, targets = found[0]
+    assert targets[0] in words_of(rec, clip(name), targets[:1], boost=6.0)
 
 
 def _start(conn, **options) -> dict:

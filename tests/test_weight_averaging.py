@@ -41,6 +41,11 @@ def test_ema_is_evaluated_saved_and_resumed(tmp_path: Path):
     # the final eval is of the average, so best.pt (the first eval is always a best) holds it
     best, _ = load_checkpoint(exp / "best.pt")
     assert all(torch.equal(best.state_dict()[k], avg[k]) for k in avg)
+    # `minutes train average --ema` reads the same average out of last.pt
+    from training.average import average_checkpoints
+
+    averaged = average_checkpoints([exp / "last.pt"], tmp_path / "ema.pt", use_ema=True)
+    assert all(torch.equal(averaged["model"][k], avg[k]) for k in avg)
 
     trainer = Trainer(tiny_recipe(tmp_path, manifest, max_steps=6), resume=True)
     assert int(trainer.ema.n_averaged) == 4

@@ -16,11 +16,22 @@ from pathlib import Path
 import torch
 
 
-def average_checkpoints(paths: list[Path], out: Path) -> dict:
-    """Mean of the floating-point weights of `paths` (integer buffers from the first)."""
-    if len(paths) < 2:
-        raise ValueError("averaging needs at least two checkpoints")
+def ema_weights(blob: dict) -> dict[str, torch.Tensor]:
+    """The trainer's weight average stored in a last.pt (torch AveragedModel state: "module." keys)."""
+    if "ema" not in blob:
+        raise ValueError("checkpoint has no EMA (trained without ema_decay, or not a last.pt)")
+    return {k.removeprefix("module."): v for k, v in blob["ema"].items() if k.startswith("module.")}
+
+
+def average_checkpoints(paths: list[Path], out: Path, use_ema: bool = False) -> dict:
+    """Mean of the floating-point weights of `paths` (integer buffers from the first); with
+    `use_ema`, of the weight averages the trainer keeps in each last.pt instead of the raw weights."""
+    if len(paths) < (1 if use_ema else 2):
+        raise ValueError("averaging needs at least two checkpoints (or one last.pt with use_ema)")
     blobs = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    if use_ema:
+        for b in blobs:
+            b["model"] = ema_weights(b)
     first = blobs[0]
     for p, b in zip(paths[1:], blobs[1:]):
         if b["config"] != first["config"]:
@@ -51,11 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("--checkpoint", type=Path, action="append", required=True, help="repeat for each")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--ema", action="store_true", help="average the EMA weights kept in each last.pt")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    avg = average_checkpoints(args.checkpoint, args.out)
+    avg = average_checkpoints(args.checkpoint, args.out, use_ema=args.ema)
     print(f"{args.out}: mean of {len(avg['averaged_from'])} checkpoints (steps "
           f"{', '.join(str(a['step']) for a in avg['averaged_from'])})")
     return 0
