@@ -85,7 +85,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     clip_norm: float = 5.0
     # exponential moving average of the weights, evaluated and saved as best.pt; 0 = off. On ~3k
-    # utterances of real speech the raw weights wander from eval to eval (±5 WER points on 100
+    # utterances of real speech the raw weights wander from eval to eval (±2–3 WER points on 100
     # utterances); the average is what a checkpoint choice would otherwise guess at.
     ema_decay: float = 0.0
     # run
