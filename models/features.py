@@ -35,8 +35,9 @@ class FbankConfig:
         return 0 if num_samples < self.window else 1 + (num_samples - self.window) // self.shift
 
 
-def fbank(wave: torch.Tensor, cfg: FbankConfig = FbankConfig()) -> torch.Tensor:
-    """(N,) float waveform in [-1, 1] -> (T, num_mel_bins) log-mel; T = cfg.num_frames(N)."""
+def fbank(wave: torch.Tensor, cfg: FbankConfig = FbankConfig(), vtln_warp: float = 1.0) -> torch.Tensor:
+    """(N,) float waveform in [-1, 1] -> (T, num_mel_bins) log-mel; T = cfg.num_frames(N).
+    `vtln_warp` ≠ 1 warps the filters (Kaldi's VTLN), the reference for training.data.freq_warp."""
     if cfg.num_frames(wave.numel()) == 0:
         return torch.zeros(0, cfg.num_mel_bins)
     return kaldi.fbank(
@@ -48,4 +49,5 @@ def fbank(wave: torch.Tensor, cfg: FbankConfig = FbankConfig()) -> torch.Tensor:
         dither=0.0,
         snip_edges=True,
         energy_floor=0.0,
+        vtln_warp=vtln_warp,
     )

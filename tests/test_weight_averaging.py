@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.transducer import load_checkpoint
+from models.transducer import Transducer, load_checkpoint, save_checkpoint
 from training.asr import TrainConfig, Trainer
-from tests.test_asr_model import write_real_manifest
+from training.average import average_checkpoints, ema_weights
+from tests.test_asr_model import tiny_config, write_real_manifest
 
 
 def tiny_recipe(tmp_path: Path, manifest: Path, max_steps: int) -> TrainConfig:
@@ -34,16 +35,13 @@ def test_ema_is_evaluated_saved_and_resumed(tmp_path: Path):
     exp = tmp_path / "exp"
     last = torch.load(exp / "last.pt", map_location="cpu", weights_only=False)
     assert int(last["ema"]["n_averaged"]) == 4  # one average per optimiser step
-    ema = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
-    raw, avg = weights(last["model"]), weights(ema)
+    raw, avg = weights(last["model"]), weights(ema_weights(last))
     assert raw.keys() == avg.keys()
     assert any(not torch.equal(raw[k], avg[k]) for k in raw), "the average must lag the raw weights"
     # the final eval is of the average, so best.pt (the first eval is always a best) holds it
     best, _ = load_checkpoint(exp / "best.pt")
     assert all(torch.equal(best.state_dict()[k], avg[k]) for k in avg)
     # `minutes train average --ema` reads the same average out of last.pt
-    from training.average import average_checkpoints
-
     averaged = average_checkpoints([exp / "last.pt"], tmp_path / "ema.pt", use_ema=True)
     assert all(torch.equal(averaged["model"][k], avg[k]) for k in avg)
 
@@ -56,10 +54,6 @@ def test_ema_is_evaluated_saved_and_resumed(tmp_path: Path):
 
 
 def test_average_of_checkpoints_is_their_mean_and_refuses_strangers(tmp_path: Path):
-    from models.transducer import Transducer, save_checkpoint
-    from tests.test_asr_model import tiny_config
-    from training.average import average_checkpoints
-
     paths = []
     for seed in (1, 2):
         torch.manual_seed(seed)

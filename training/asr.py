@@ -179,8 +179,10 @@ class Trainer:
         self.elapsed = 0.0  # training seconds over all invocations
         self.best = float("inf")
         last = self.exp / "last.pt"
+        resumed: dict[str, Any] | None = None  # the last.pt blob when resuming (it carries the EMA)
         if resume and last.exists():
             self.model, blob = load_checkpoint(last)
+            resumed = blob
             self.model.to(self.device)
             self.tok = Tokenizer(blob["tokenizer"])
             self.step, self.epoch = blob["step"], blob["epoch"]
@@ -225,7 +227,7 @@ class Trainer:
             if self.model.distill is None:  # a model trained without it: a fresh head, a fresh optimiser
                 self.model.set_distill_head(self.teacher.dim, cfg.distill_layer)
                 self.opt = self._optimiser()
-        self.ema = self._ema(blob if resume and last.exists() else None)
+        self.ema = self._ema(resumed)
         self.dev = [
             DevSet(Path(m).parent.name + "/" + Path(m).stem, read_items([m], 60.0)[: cfg.dev_utts])
             for m in cfg.dev_manifests

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
+from torchaudio.compliance import kaldi
 
 from corpus.manifest import read_manifest, resolve_audio
 from models.features import FbankConfig, fbank
@@ -108,17 +109,15 @@ def tempo(feats: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=128)
-def _warp_source(num_bins: int, factor: float, low_hz: float = 20.0, high_hz: float = 8000.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _warp_source(num_bins: int, factor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each output mel bin: the two source bins and the weight of the upper one.
-    Bin centres are Kaldi's (equal mel steps between low_hz and high_hz); Kaldi's piecewise-
-    linear VTLN warp (torchaudio.compliance.kaldi.vtln_warp_freq, cut-offs 100 Hz and
-    Nyquist − 500 Hz) sends each output centre to the frequency it reads, as Kaldi's
-    `fbank(vtln_warp=factor)` does with its filters."""
-    from torchaudio.compliance import kaldi
-
-    lo, hi = kaldi.mel_scale_scalar(low_hz), kaldi.mel_scale_scalar(high_hz)
-    centres = kaldi.inverse_mel_scale(lo + (hi - lo) / (num_bins + 1) * torch.arange(1, num_bins + 1, dtype=torch.float64))
-    warped = kaldi.vtln_warp_freq(100.0, high_hz - 500.0, low_hz, high_hz, factor, centres)
+    Bin centres are those of `models.features.fbank` (Kaldi's defaults: 20 Hz to Nyquist); Kaldi's
+    piecewise-linear VTLN warp (cut-offs 100 Hz and Nyquist − 500 Hz) sends each output centre to
+    the frequency it reads, as `fbank(vtln_warp=factor)` does with its filters."""
+    low, high = 20.0, FbankConfig().sample_rate / 2
+    _, centres = kaldi.get_mel_banks(num_bins, FbankConfig().window, high * 2, low, high, 100.0, -500.0, 1.0)
+    centres = centres.double().flatten()
+    warped = kaldi.vtln_warp_freq(100.0, high - 500.0, low, high, factor, centres)
     pos = torch.from_numpy(np.interp(warped.numpy(), centres.numpy(), np.arange(num_bins, dtype=np.float64)))
     below = pos.floor().long().clamp(0, num_bins - 1)
     above = (below + 1).clamp(max=num_bins - 1)
