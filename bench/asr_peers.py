@@ -6,9 +6,11 @@ seconds of the decoding process per second of audio (`time.process_time`), so th
 taken on a machine shared with other jobs stay comparable; wall-clock RTF is kept beside it.
 
 Results merge into `bench/results/asr.json` as `{test_set: {system: {"wer": %, "rtf": x, ...}}}`
-and a markdown table `bench/results/asr.md`.
+and a markdown table `bench/results/asr.md`: each (set, system) cell is written as it finishes,
+over a fresh read of the file, so other sets' and systems' rows (or another run's) are kept.
 
     python -m bench.asr_peers --systems pocketsphinx minutes whisper-tiny.en
+    python -m bench.asr_peers --systems pocketsphinx whisper-tiny.en --sets "native (piper joe + slt hts, clean)"
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ RESULTS = REPO / "bench" / "results"
 TEST_SETS = {
     "speechocean762-dev": "/work/data/corpus/speechocean762/dev.jsonl",
     "single-test (TTS voices through rooms)": "/work/data/corpus/single/test.jsonl",
+    # `minutes corpus build --recipe native`: clean piper joe + festival slt HTS reading held-out texts
+    "native (piper joe + slt hts, clean)": "/work/data/corpus/native/test.jsonl",
 }
 
 
@@ -127,14 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", nargs="+", default=["pocketsphinx", "minutes"])
     ap.add_argument("--model", default="default", help="minutes model: store name or path")
     ap.add_argument("--limit", type=int, default=0, help="first N utterances of each set (0 = all)")
-    ap.add_argument("--sets", nargs="*", default=list(TEST_SETS))
+    ap.add_argument("--sets", nargs="*", default=list(TEST_SETS), choices=list(TEST_SETS))
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)
-    out = RESULTS / "asr.json"
-    results = json.loads(out.read_text()) if out.exists() else {}
     makers = {"pocketsphinx": pocketsphinx_system, "whisper-tiny.en": whisper_system,
               "minutes": lambda: minutes_system(args.model)}
     for name in args.systems:
@@ -144,14 +146,23 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(manifest).exists():
                 continue
             s = score(system, manifest, args.limit)
-            results.setdefault(ts, {})[name] = asdict(s)
             print(f"{ts:40s} {name:16s} WER {s.wer:6.2f}%  RTF {s.rtf:.4f} (wall {s.rtf_wall:.4f})", flush=True)
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=2) + "\n")
-            (RESULTS / "asr.md").write_text(
-                "# ASR peers (WER %, CPU-time RTF on one thread)\n\n" + write_table(results)
-            )
+            merge_result(ts, name, asdict(s))
     return 0
+
+
+def merge_result(test_set: str, system: str, cell: dict, results_dir: Path = RESULTS) -> dict:
+    """Set one (test set, system) cell of `asr.json` over what the file holds now (leaving every
+    other cell as it is), then rewrite `asr.md` from the whole file."""
+    out = results_dir / "asr.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault(test_set, {})[system] = cell
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out)
+    (results_dir / "asr.md").write_text("# ASR peers (WER %, CPU-time RTF on one thread)\n\n" + write_table(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`minutes corpus build --recipe real|single|mixture|meeting --out DIR --hours H --seed S`."""
+"""`minutes corpus build --recipe real|single|mixture|meeting|native --out DIR --hours H --seed S`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-RECIPES = ("real", "single", "mixture", "meeting")
+RECIPES = ("real", "single", "mixture", "meeting", "native")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("corpus", help="build corpora (real manifests, TTS + rooms, mixtures, meetings)")
+    p = sub.add_parser("corpus", help="build corpora (real manifests, TTS + rooms, mixtures, meetings, a clean native test set)")
     csub = p.add_subparsers(dest="corpus_command", metavar="ACTION")
     b = csub.add_parser("build", help="build one recipe into a folder")
     b.add_argument("--recipe", choices=RECIPES, required=True)
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=2, help="worker processes (default 2: both cores)")
     b.add_argument("--corpus-dir", type=Path, default=None, help="real corpus folder (real/single)")
     b.add_argument("--n-dev", type=int, default=10, help="real speakers held out for dev")
-    b.add_argument("--test-utts", type=int, default=300, help="single/mixture: held-out TTS test items, made first")
+    b.add_argument("--test-utts", type=int, default=None,
+                   help="single/mixture: held-out TTS test items, made first (default 300); native: utterances (default 200)")
     b.add_argument("--all-channels", action="store_true", help="single/mixture: store every mic, not only the reference (centre) mic")
     b.add_argument("--array", default="circular-7", help="array preset: circular-7 | linear-4")
     b.add_argument("--count", type=int, default=None, help="meeting: number of meetings (overrides --hours)")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from corpus.recipes.single import SingleConfig, build_single
 
         stats = build_single(SingleConfig(
-            hours=args.hours, test_utts=args.test_utts, all_channels=args.all_channels, **common,
+            hours=args.hours, test_utts=_or(args.test_utts, 300), all_channels=args.all_channels, **common,
         ))
         _finish(args.out, stats)
         return 0
@@ -73,11 +74,24 @@ def run(args: argparse.Namespace) -> int:
         from corpus.recipes.mixture import MixtureConfig, build_mixture
 
         stats = build_mixture(MixtureConfig(
-            hours=args.hours, test_mixtures=args.test_utts, all_channels=args.all_channels, **common,
+            hours=args.hours, test_mixtures=_or(args.test_utts, 300), all_channels=args.all_channels, **common,
+        ))
+        _finish(args.out, stats)
+        return 0
+    if args.recipe == "native":
+        from corpus.recipes.native import NativeConfig, build_native
+
+        stats = build_native(NativeConfig(
+            out=args.out, utts=_or(args.test_utts, NativeConfig.utts), seed=args.seed, workers=args.workers,
+            progress=not args.no_progress, resume=args.resume,
         ))
         _finish(args.out, stats)
         return 0
     raise SystemExit(f"unknown recipe {args.recipe}")
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _finish(out: Path, stats) -> None:
