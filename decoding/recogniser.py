@@ -292,13 +292,17 @@ class Recogniser:
 
 def find_model(path: str | Path) -> Path:
     """Resolve a model path: a .pt file, a folder with model.pt, or a store name folder whose
-    newest version (by manifest/folder name order) holds model.pt."""
+    newest version holds model.pt. Versions sort as the store sorts them (numerically: 10
+    after 9); dot-folders are the store's publishes in progress and are skipped."""
+    from compression.store import version_key  # stdlib only: the store's one version order
+
     p = Path(path)
     if p.is_file():
         return p
     if (p / "model.pt").exists():
         return p / "model.pt"
-    versions = sorted(d for d in p.iterdir() if (d / "model.pt").exists()) if p.is_dir() else []
+    versions = sorted((d for d in p.iterdir() if not d.name.startswith(".") and (d / "model.pt").exists()),
+                      key=lambda d: version_key(d.name)) if p.is_dir() else []
     if not versions:
         raise FileNotFoundError(f"no model.pt under {p}")
     return versions[-1] / "model.pt"

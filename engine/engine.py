@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from compression.store import ModelStore, StoreError, UnknownModelError
+from compression.store import ModelStore, StoreError, UnknownModelError, split_ref, version_key
 from compression.store.manifest import Manifest
 from engine.config import EngineConfig
 from engine.spec import StreamSpec
@@ -50,6 +50,11 @@ class LoadedModel:
     manifest: Manifest
     recogniser: Any  # decoding.recogniser.Recogniser
     options_cls: Any  # the recogniser's per-stream options dataclass, if new_stream takes one
+
+    @property
+    def ref(self) -> str:
+        """`name/version`: the store's address of exactly this artefact."""
+        return f"{self.name}/{self.manifest.version}"
 
     @property
     def hotwords_supported(self) -> bool:
@@ -108,7 +113,8 @@ class Engine:
         # release the GIL, so two decoders use two cores); a stream stays on one decoder.
         self.workers = [BatchWorker(config.max_batch, config.loop_interval_ms, observer, on_start=self._thread_setup)
                         for _ in range(config.decoders)]
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # "name/version" -> model
+        self._aliases: dict[str, str] = {}  # a bare name -> the "name/version" it meant when loaded
         self._load_lock = threading.Lock()
         self._diariser: Any = None
         self.diarisation_reason = "diarisation is off in the server's configuration"
@@ -154,41 +160,69 @@ class Engine:
         out = []
         for m in self.store.list():
             d = m.summary()
-            d["loaded"] = m.name in self._models and self._models[m.name].manifest.version == m.version
+            loaded = sorted({k.split("/", 1)[1] for k in self._models if k.split("/", 1)[0] == m.name}, key=version_key)
+            d["loaded"] = m.version in loaded  # this (the newest) version is loaded
+            d["loaded_versions"] = loaded
             versions = self.store.versions(m.name)
             if len(versions) > 1:
                 d["versions"] = versions
             out.append(d)
         return out
 
-    def loaded(self, name: str) -> bool:
-        return name in self._models
+    def loaded(self, ref: str) -> bool:
+        """Whether `ref` (`name` or `name/version`) is served without loading anything."""
+        return self._aliases.get(ref, ref) in self._models
 
-    def model(self, name: str | None = None) -> LoadedModel:
-        """The loaded model `name` (the default when None), loading it if needed (blocking)."""
-        name = name or self.config.model
-        loaded = self._models.get(name)  # fast path without the lock: a load of another model
-        if loaded is not None:  # may hold it for seconds, and the event loop must not wait
+    def model(self, ref: str | None = None) -> LoadedModel:
+        """The loaded model `ref` (`name` or `name/version`; the default when None), loading it
+        if needed (blocking). A bare name means its newest version when it is first loaded, and
+        keeps meaning that one while it stays loaded (a version published later does not swap
+        the model under running streams); `name` and `name/version` of the same artefact share
+        one recogniser, so their streams batch together."""
+        ref = ref or self.config.model
+        loaded = self._models.get(self._aliases.get(ref, ref))  # fast path without the lock: a load
+        if loaded is not None:  # of another model may hold it for seconds, and the event loop must not wait
             return loaded
         with self._load_lock:
-            if name in self._models:
-                self._models.move_to_end(name)
-                return self._models[name]
-            loaded = self._load(name)
-            self._models[name] = loaded
-            for old in [n for n in self._models if n != self.config.model][: max(0, len(self._models) - self.config.max_models)]:
+            key = self._aliases.get(ref, ref)
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            name, version, manifest = self._manifest(ref)
+            key = f"{name}/{manifest.version}"
+            loaded = self._models.get(key) or self._load(name, manifest.version)
+            self._models[key] = loaded
+            self._models.move_to_end(key)
+            if version is None:
+                self._aliases[name] = key
+            default = self._aliases.get(self.config.model, self.config.model)
+            for old in [k for k in self._models if k != default][: max(0, len(self._models) - self.config.max_models)]:
                 del self._models[old]  # least recently used first; the default stays; open streams keep theirs alive
+                for alias in [a for a, k in self._aliases.items() if k == old]:
+                    del self._aliases[alias]
                 log.info("model %s unloaded (max_models=%d)", old, self.config.max_models)
             return loaded
 
-    def _load(self, name: str) -> LoadedModel:
+    def _manifest(self, ref: str) -> tuple[str, str | None, Manifest]:
+        """(name, the version asked for or None, the manifest it resolves to). The server's own
+        model missing is `ModelUnavailable`; any other name or version the store lacks (or a
+        malformed reference) is `UnknownModel`: an `unknown_model` error for that request."""
+        missing = ModelUnavailable if ref == self.config.model else UnknownModel
         try:
-            folder, manifest = self.store.resolve(name, verify=self.config.verify_checksums)
-        except UnknownModelError as exc:
-            if name == self.config.model:
-                raise ModelUnavailable(str(exc)) from exc
-            raise UnknownModel(str(exc)) from exc
+            name, version = split_ref(ref)
         except StoreError as exc:
+            raise missing(str(exc)) from exc
+        try:
+            return name, version, self.store.manifest(name, version)
+        except UnknownModelError as exc:
+            raise missing(str(exc)) from exc
+        except StoreError as exc:  # in the store but unreadable (its manifest)
+            raise ModelUnavailable(str(exc)) from exc
+
+    def _load(self, name: str, version: str) -> LoadedModel:
+        try:
+            folder, manifest = self.store.resolve(name, version, verify=self.config.verify_checksums)
+        except StoreError as exc:  # a checksum mismatch, or the folder vanished since _manifest
             raise ModelUnavailable(str(exc)) from exc
         t0 = time.perf_counter()
         try:

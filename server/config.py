@@ -10,7 +10,7 @@ from pathlib import Path
 class ServerConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
     port: int = field(default=8000, metadata={"help": "TCP port"})
-    model: str = field(default="default", metadata={"help": "model name in the store"})
+    model: str = field(default="default", metadata={"help": "model in the store: a name (its newest version) or name/version"})
     model_store: Path = field(default=Path("store"), metadata={"help": "model store directory"})
     workers: int = field(default=1, metadata={"help": "uvicorn worker processes"})
     # batching worker (sherpa-onnx's max-batch-size / loop-interval)

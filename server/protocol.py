@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from compression.store import StoreError, split_ref
 from engine.arrays import PRESETS, GeometryError, resolve_array
 from engine.audio import ENCODINGS
 from engine.spec import StreamSpec
@@ -107,6 +108,16 @@ def parse_channel(value: Any, channels: int, code: str = "invalid_start") -> str
     return value
 
 
+def parse_model(value: Any, code: str, field: str) -> str:
+    """A model reference, `name` or `name/version` (e.g. `default/5`), checked for its shape
+    only; whether the store has it is the engine's `unknown_model`."""
+    try:
+        split_ref(value)
+    except StoreError as exc:
+        raise ProtocolError(code, f"{field}: {exc}") from None
+    return value
+
+
 def parse_start(msg: dict[str, Any]) -> StreamSpec:
     """A `start` message → `StreamSpec`, or `ProtocolError("invalid_start", ...)` naming the field
     (`invalid_hotwords` for the hotword options)."""
@@ -135,8 +146,8 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
     if unknown:
         raise ProtocolError("invalid_start", f"unknown option(s) {sorted(unknown)}")
     model = options.get("model")
-    if model is not None and (not isinstance(model, str) or not model):
-        raise ProtocolError("invalid_start", "options.model must be a model name")
+    if model is not None:
+        model = parse_model(model, "invalid_start", "options.model")
     multi_mic = geometry is not None and len(geometry) >= 2
     return StreamSpec(
         sample_rate=rate,

@@ -20,7 +20,7 @@ from minutes.types import Segment, Transcript, Turn
 from server.context import ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS
-from server.protocol import HOTWORD_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords
+from server.protocol import HOTWORD_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords, parse_model
 
 BLOCK_SECONDS = 1.0
 
@@ -33,7 +33,7 @@ class FileParams:
     format: str = "json"
     diarisation: bool | None = None
     hotwords: tuple[str, ...] = ()
-    model: str | None = None
+    model: str | None = None  # `name` or `name/version`; None: the server's model
     channel: str | int = "mean"
     hotword_boost: float | None = None  # None: the model's default
 
@@ -98,7 +98,13 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
         if not channel.strip().isdigit():
             raise _invalid('channel must be "mean" or a channel index')
         chan = int(channel)
-    return FileParams(arr, fmt, diar, words, model or None, chan, boost)
+    ref = None
+    if model not in (None, ""):
+        try:
+            ref = parse_model(model.strip(), "invalid_field", "model")
+        except ProtocolError as exc:
+            raise _invalid(str(exc)) from None
+    return FileParams(arr, fmt, diar, words, ref, chan, boost)
 
 
 def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:

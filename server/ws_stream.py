@@ -122,7 +122,7 @@ class StreamSession:
             "chunk_seconds": rec.chunk_seconds,
             "options": {"partials": spec.partials, "hotwords": list(decoding.hotwords),
                         "hotword_boost": decoding.hotword_boost, "diarisation": diarisation,
-                        "model": model.name, "channel": spec.channel},
+                        "model": model.ref, "channel": spec.channel},
             "decoding": decoding.to_dict(),
             "limits": {"max_message_bytes": self.cfg.max_message_bytes,
                        "max_session_seconds": self.cfg.max_session_seconds,

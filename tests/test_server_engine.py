@@ -104,3 +104,52 @@ def test_closed_stream_is_dropped_and_no_model_is_refused(store, tmp_path):
             empty.open_stream(StreamSpec(sample_rate=16000), Collector())
     finally:
         empty.stop()
+
+
+def test_models_by_name_or_name_and_version(tmp_path):
+    """`name` and `name/version` of one artefact share one recogniser (their streams batch
+    together); an older version is its own model; a version or name the store lacks is
+    `UnknownModel`, even for the server's own name; the server's model may be `name/version`."""
+    from engine.engine import UnknownModel
+
+    build_tiny_model(tmp_path)
+    store = ModelStore(tmp_path / "store")
+    for _ in range(2):
+        store.publish(tmp_path / "src", "default", "conformer-transducer")
+    engine = Engine(EngineConfig(store=tmp_path / "store"))
+    engine.start()
+    try:
+        wait_ready(engine)
+        own = engine.model()
+        assert own.ref == "default/2" and engine.model("default/2") is own and engine.model("default") is own
+        assert not engine.loaded("default/1")
+        old = engine.model("default/1")
+        assert old.ref == "default/1" and old is not own and old.recogniser is not own.recogniser
+        assert engine.loaded("default/1") and engine.model("default/1") is old
+        listed = {m["name"]: m for m in engine.models()}["default"]
+        assert listed["loaded"] is True and listed["loaded_versions"] == ["1", "2"] and listed["versions"] == ["1", "2"]
+        for ref, says in [("default/3", "no version '3'"), ("nope/1", "nope"), ("default/1/2", "name/version")]:
+            with pytest.raises(UnknownModel, match=says):
+                engine.model(ref)
+        sink = Collector()
+        st = engine.open_stream(StreamSpec(sample_rate=16000, partials=False, model="default/1"), sink)
+        assert st.model is old
+        st.accept(clip(CLIPS[0])[:, None])
+        st.finish()
+        engine.notify()
+        deadline = time.monotonic() + 60
+        while not sink.ended():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        want = [(w.text, w.start, w.end) for w in old.recogniser.transcribe(clip(CLIPS[0]))]
+        assert [(w.text, w.start, w.end) for e in sink.events if isinstance(e, Final) for w in e.segment.words] == want
+    finally:
+        engine.stop()
+    pinned = Engine(EngineConfig(store=tmp_path / "store", model="default/1"))
+    pinned.start()
+    try:
+        wait_ready(pinned)
+        assert pinned.status == "ready" and pinned.model().ref == "default/1"
+        assert pinned.model("default").ref == "default/2"  # the bare name: its newest version
+    finally:
+        pinned.stop()

@@ -82,6 +82,7 @@ def model_store(tmp_path_factory) -> tuple[Path, bool]:
     build_tiny_model(tmp)
     store = ModelStore(tmp / "store")
     store.publish(tmp / "src", "default", "conformer-transducer", description="random init (tests)")
+    store.publish(tmp / "src", "default", "conformer-transducer", description="random init (tests), again: a second version")
     store.publish(tmp / "src", "tiny-b", "conformer-transducer", sparsity=0.0, base="default/1")
     return tmp / "store", False
 
@@ -300,6 +301,14 @@ def test_unknown_model_then_valid_start(server):
         conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"model": "no-such-model"}}))
         err = json.loads(conn.recv(timeout=30))
         assert err["code"] == "unknown_model" and err["fatal"] is False
+        for model, code, says in [("default/999999", "unknown_model", "no version '999999'"),
+                                  ("no-such-model/1", "unknown_model", "no-such-model"),
+                                  ("default/1/2", "invalid_start", "options.model"),
+                                  ("default/", "invalid_start", "name/version"), ("/1", "invalid_start", "name/version")]:
+            conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"model": model}}))
+            err = json.loads(conn.recv(timeout=30))
+            assert (err["type"], err["code"], err["fatal"]) == ("error", code, False), (model, err)
+            assert says in err["message"], (model, err)
         conn.send(json.dumps({"type": "start", "sample_rate": 16000}))
         assert json.loads(conn.recv(timeout=30))["type"] == "ready"
         conn.send(json.dumps({"type": "stop"}))
@@ -497,19 +506,58 @@ def recogniser_models(root: Path) -> list[str]:
 
 
 def test_a_stream_may_pick_another_model_of_the_store(server, model_store):
-    others = [n for n in recogniser_models(model_store[0]) if n != "default"]
-    if not others:
-        pytest.skip("the store holds one model")
+    """`options.model` as `name/version`: a stream on the oldest version of `default` beside
+    the server's own (newest when it started); `ready` names the version it really uses, and
+    its words are that version's own, not the newest's."""
+    import torch
+
+    from decoding.recogniser import Recogniser
+
+    store = ModelStore(model_store[0])
+    versions = store.versions("default")
+    own = httpx.get(f"http://{server}/readyz").json()["model"]["version"]  # what plain `default` means
+    old = versions[0]  # the lowest: older than the newest, whatever gets published later
+    assert len(versions) >= 2 and old != own, versions
+    torch.set_num_threads(1)
+    x = clip(CLIPS[0])
+    want = [(w.text, w.start, w.end) for w in Recogniser.load(store.resolve("default", old)[0]).transcribe(x)]
     with ws(server) as conn:
-        conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"model": others[0]}}))
+        conn.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_f32le",
+                              "options": {"model": f"default/{old}"}}))
         ready = json.loads(conn.recv(timeout=60))  # loaded on first use
-        assert ready["type"] == "ready" and ready["model"]["name"] == others[0]
-        send_audio(conn, clip(CLIPS[0]), 8000)
+        assert ready["type"] == "ready", ready
+        assert ready["model"] == {"name": "default", "version": old} and ready["options"]["model"] == f"default/{old}"
+        send_audio(conn, x, 1600, "<f4")
         conn.send(json.dumps({"type": "stop"}))
         events, code = drain(conn)
     assert code == 1000 and events[-1]["type"] == "end"
+    got = [(w["text"], w["start"], w["end"]) for e in events if e["type"] == "final" for w in e["words"]]
+    assert got == want
+    with ws(server) as conn:  # a bare name still means the server's version; ready says which
+        conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"model": "default"}}))
+        ready = json.loads(conn.recv(timeout=30))
+        assert ready["model"]["version"] == own and ready["options"]["model"] == f"default/{own}"
+        conn.send(json.dumps({"type": "stop"}))
+        drain(conn)
     listed = {m["name"]: m for m in httpx.get(f"http://{server}/v1/models").json()["models"]}
-    assert listed[others[0]]["loaded"] and listed["default"]["loaded"]
+    assert {old, own} <= set(listed["default"]["loaded_versions"]) and listed["default"]["versions"] == versions
+    r = httpx.post(f"http://{server}/v1/transcriptions", files={"file": ("a.flac", (SO / "audio" / f"{CLIPS[0]}.flac").read_bytes())},
+                   data={"model": f"default/{old}"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == {"name": "default", "version": old}
+    assert [(w["text"], w["start"], w["end"]) for seg in r.json()["segments"] for w in seg["words"]] == want
+
+
+def test_unknown_model_versions_over_rest(server):
+    data = (SO / "audio" / f"{CLIPS[0]}.flac").read_bytes()
+    for model, status, code in [("default/999999", 404, "unknown_model"), ("no-such-model/1", 404, "unknown_model"),
+                                ("default/1/2", 400, "invalid_field"), ("default/", 400, "invalid_field")]:
+        r = httpx.post(f"http://{server}/v1/transcriptions", files={"file": ("a.flac", data)}, data={"model": model}, timeout=60)
+        assert (r.status_code, r.json()["code"]) == (status, code), (model, r.text)
+        r = httpx.post(f"http://{server}/v1/jobs", files={"file": ("a.flac", data)}, data={"model": model}, timeout=60)
+        assert (r.status_code, r.json()["code"]) == (status, code), (model, r.text)
+    assert "999999" in httpx.post(f"http://{server}/v1/transcriptions", files={"file": ("a.flac", data)},
+                                  data={"model": "default/999999"}, timeout=60).json()["message"]
 
 
 def test_a_frame_far_over_the_limit_is_cut_by_the_websocket_layer(server):

@@ -67,6 +67,9 @@ def test_parse_start_accepts_presets_geometry_and_defaults():
     spec = parse_start({"type": "start", "sample_rate": 8000, "channels": 2,
                         "array": [[-0.05, 0, 0], [0.05, 0, 0]], "options": {"channel": 1, "diarisation": False}})
     assert spec.preset is None and spec.channel == 1 and spec.diarisation is False
+    assert spec.model is None
+    for ref in ("default", "default/5", "default/10", "tiny-b/2026.1"):  # `name` or `name/version`
+        assert parse_start({"type": "start", "sample_rate": 16000, "options": {"model": ref}}).model == ref
 
 
 @pytest.mark.parametrize("msg, field", [
@@ -83,6 +86,11 @@ def test_parse_start_accepts_presets_geometry_and_defaults():
     ({"type": "start", "sample_rate": 16000, "options": {"channel": 3}}, "channel"),
     ({"type": "start", "sample_rate": 16000, "options": {"partials": "yes"}}, "partials"),
     ({"type": "start", "sample_rate": 16000, "rate": 1}, "rate"),
+    ({"type": "start", "sample_rate": 16000, "options": {"model": ""}}, "options.model"),
+    ({"type": "start", "sample_rate": 16000, "options": {"model": 5}}, "options.model"),
+    ({"type": "start", "sample_rate": 16000, "options": {"model": "default/"}}, "options.model"),
+    ({"type": "start", "sample_rate": 16000, "options": {"model": "default/5/6"}}, "options.model"),
+    ({"type": "start", "sample_rate": 16000, "options": {"model": "../default"}}, "options.model"),
 ])
 def test_parse_start_names_the_bad_field(msg, field):
     with pytest.raises(ProtocolError) as e:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from compression.store import ChecksumError, Manifest, ModelStore, StoreError, UnknownModelError
+from compression.store import ChecksumError, Manifest, ModelStore, StoreError, UnknownModelError, split_ref
 
 
 def _artefact(tmp_path, payload: bytes = b"weights"):
@@ -76,6 +76,33 @@ def test_versions_sort_naturally(tmp_path):
     for v in ("9", "10", "2"):
         store.publish(_artefact(tmp_path), "m", "x", version=v)
     assert store.versions("m") == ["2", "9", "10"] and store.manifest("m").version == "10"
+
+
+def test_find_model_takes_the_numerically_newest_version(tmp_path):
+    """The recogniser's own lookup of a store name folder (what `minutes eval store/default`
+    and the benches load) orders versions as the store does: 10 after 9, not "10" < "9"."""
+    from decoding.recogniser import find_model
+
+    store = ModelStore(tmp_path / "store")
+    for v in ("9", "10", "2"):
+        store.publish(_artefact(tmp_path, v.encode()), "m", "x", version=v)
+    (tmp_path / "store" / "m" / ".11.tmp").mkdir()  # a publish in progress is not a version
+    (tmp_path / "store" / "m" / ".11.tmp" / "model.pt").write_bytes(b"half")
+    assert find_model(tmp_path / "store" / "m") == tmp_path / "store" / "m" / "10" / "model.pt"
+    assert find_model(tmp_path / "store" / "m" / "9") == tmp_path / "store" / "m" / "9" / "model.pt"
+
+
+@pytest.mark.parametrize("ref, want", [("default", ("default", None)), ("default/5", ("default", "5")),
+                                       ("tiny-b/2026.1", ("tiny-b", "2026.1"))])
+def test_split_ref_reads_name_and_version(ref, want):
+    assert split_ref(ref) == want
+
+
+@pytest.mark.parametrize("ref", ["", "/", "default/", "/5", "default/5/6", "../x", "default/..", "a b", "default\n",
+                                 None, 5, "x" * 65])
+def test_split_ref_refuses_anything_else(ref):
+    with pytest.raises(StoreError):
+        split_ref(ref)
 
 
 def test_a_manifest_from_another_tool_loads_unverified_until_sealed(tmp_path):

@@ -1,13 +1,14 @@
 """The model store: a directory of versioned, checksummed model artefacts.
 
 Layout: `<root>/<name>/<version>/manifest.json` beside the artefact's files. The server
-resolves a model by name (newest version unless one is asked for), verifies every file's
+resolves a model by name, or `name/version` (`split_ref`; newest version unless one is asked for), verifies every file's
 sha256 against the manifest, and hands the folder to `decoding.recogniser.Recogniser.load`.
 Pruned or quantised variants are new names (or versions) whose manifest says what they were
 made from (`base`) and how (`compression`), so `GET /v1/models` can show the trade-offs.
 """
 
 from compression.store.manifest import Manifest, file_sha256
-from compression.store.store import ChecksumError, ModelStore, StoreError, UnknownModelError
+from compression.store.store import ChecksumError, ModelStore, StoreError, UnknownModelError, split_ref, version_key
 
-__all__ = ["ChecksumError", "Manifest", "ModelStore", "StoreError", "UnknownModelError", "file_sha256"]
+__all__ = ["ChecksumError", "Manifest", "ModelStore", "StoreError", "UnknownModelError", "file_sha256", "split_ref",
+           "version_key"]

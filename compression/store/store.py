@@ -31,8 +31,8 @@ class ChecksumError(StoreError):
     """An artefact's files do not match its manifest."""
 
 
-def _version_key(version: str) -> tuple:
-    """Natural order: "10" after "9", "1.10" after "1.9"."""
+def version_key(version: str) -> tuple:
+    """Natural order: "10" after "9", "1.10" after "1.9" (`sorted(versions, key=version_key)`)."""
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))
 
 
@@ -40,6 +40,17 @@ def check_name(name: str, what: str = "name") -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise StoreError(f"bad model {what} {name!r}: letters, digits, . _ - (max 64)")
     return name
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """A model reference, `name` or `name/version` (e.g. `default/5`), as (name, version);
+    version None means the newest. `StoreError` for anything else (an empty part, a second
+    `/`, a character a store folder name cannot have)."""
+    name, sep, version = ref.partition("/") if isinstance(ref, str) else ("", "", "")
+    if not _NAME.fullmatch(name) or (sep and not _NAME.fullmatch(version)):
+        raise StoreError(f"bad model {ref!r}: `name` or `name/version` (e.g. default or default/5), "
+                         "each part letters, digits, . _ - (max 64)")
+    return name, (version if sep else None)
 
 
 class ModelStore:
@@ -66,7 +77,7 @@ class ModelStore:
             return []
         found = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
                  and ((p / MANIFEST_NAME).is_file() or any(p.glob("*.pt")))]
-        return sorted(found, key=_version_key)
+        return sorted(found, key=version_key)
 
     def manifest(self, name: str, version: str | None = None) -> Manifest:
         versions = self.versions(name)
@@ -74,7 +85,7 @@ class ModelStore:
             raise UnknownModelError(f"no model {name!r} in store {self.root}")
         version = versions[-1] if version is None else str(version)
         if version not in versions:
-            raise UnknownModelError(f"model {name!r} has no version {version!r} (has {versions})")
+            raise UnknownModelError(f"model {name!r} has no version {version!r} (it has {', '.join(versions)})")
         path = self.root / name / version / MANIFEST_NAME
         if not path.is_file():  # a bare checkpoint folder: an unsealed manifest of its files
             return Manifest.read_folder(path.parent)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from compression.store import split_ref
 from server.context import ApiKey, Ctx, ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS, render
@@ -30,11 +31,17 @@ def _check_size(ctx: ServerContext, request: Request, upload: UploadFile) -> Non
 
 
 def _check_model(ctx: ServerContext, params: FileParams) -> None:
+    """Refuse at once what the engine would refuse (a job would otherwise fail later)."""
     if params.model is None:
         if not ctx.engine.ready:
             raise ApiError(503, "model_unavailable", ctx.engine.reason)
-    elif not ctx.engine.store.versions(params.model):
-        raise ApiError(404, "unknown_model", f"no model {params.model!r} in the store")
+        return
+    name, version = split_ref(params.model)  # its shape was checked by parse_form
+    versions = ctx.engine.store.versions(name)
+    if not versions:
+        raise ApiError(404, "unknown_model", f"no model {name!r} in the store")
+    if version is not None and version not in versions:
+        raise ApiError(404, "unknown_model", f"model {name!r} has no version {version!r} (it has {', '.join(versions)})")
 
 
 def _answer(result: dict[str, Any], fmt: str, filename: str):
