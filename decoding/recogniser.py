@@ -31,6 +31,7 @@ from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / h
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from minutes.types import Word
 from models.encoder import EncoderState
+from models.whisper_encoder import WhisperEncoderState
 from models.features import FbankConfig, fbank
 from models.transducer import PredictorState, Transducer, load_checkpoint
 
@@ -50,7 +51,7 @@ class Stream:
     """One live audio stream's state. Create with `Recogniser.new_stream`."""
 
     options: DecodingOptions
-    enc_state: EncoderState
+    enc_state: EncoderState | WhisperEncoderState
     pred_state: PredictorState
     _rec: "Recogniser"
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -120,7 +121,7 @@ class Recogniser:
         self.model = model.eval()
         self.tok = tokenizer
         self.meta = meta or {}
-        self.fbank_cfg = FbankConfig()
+        self.fbank_cfg = model.cfg.features  # Kaldi fbank or Whisper log-mel, what the encoder was trained on
         self.sample_rate = self.fbank_cfg.sample_rate
         enc = model.cfg.encoder
         self.subsampling = enc.subsampling  # feature frames per encoder frame
@@ -190,7 +191,7 @@ class Recogniser:
         for take, members in groups.items():
             ss = [m[0] for m in members]
             feats = torch.stack([m[1] for m in members])
-            enc, enc_state = self.model.stream_encode(feats, EncoderState.stack([s.enc_state for s in ss]))
+            enc, enc_state = self.model.stream_encode(feats, type(ss[0].enc_state).stack([s.enc_state for s in ss]))
             n = enc.shape[1]
             for s, e in zip(ss, enc_state.unstack()):
                 s.enc_state = e

@@ -25,6 +25,8 @@ import torchaudio
 from torch import Tensor, nn
 
 from models.encoder import EncoderConfig, EncoderState, StreamingConformer
+from models.features import FbankConfig
+from models.whisper_encoder import StreamingWhisperEncoder, WhisperEncoderConfig, WhisperEncoderState
 
 BLANK = 0
 
@@ -32,7 +34,7 @@ BLANK = 0
 @dataclass
 class TransducerConfig:
     vocab_size: int = 257  # sentencepiece pieces + 1 (blank = 0, piece i -> id i + 1)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig | WhisperEncoderConfig = field(default_factory=EncoderConfig)
     embed_dim: int = 256
     pred_dim: int = 256
     joint_dim: int = 256
@@ -45,8 +47,15 @@ class TransducerConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TransducerConfig":
         d = dict(d)
-        enc = EncoderConfig(**d.pop("encoder", {}))
+        e = dict(d.pop("encoder", {}))
+        enc = WhisperEncoderConfig(**e) if e.get("kind") == "whisper" else EncoderConfig(**e)
         return cls(encoder=enc, **d)
+
+    @property
+    def features(self) -> FbankConfig:
+        """The front end the encoder was trained on: Whisper's log-mel for a Whisper encoder."""
+        return FbankConfig(kind="whisper" if isinstance(self.encoder, WhisperEncoderConfig) else "kaldi",
+                           num_mel_bins=self.encoder.n_mels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +125,7 @@ class Transducer(nn.Module):
         e = cfg.encoder
         self.register_buffer("feat_mean", torch.zeros(e.n_mels))
         self.register_buffer("feat_std", torch.ones(e.n_mels))
-        self.encoder = StreamingConformer(e)
+        self.encoder = StreamingWhisperEncoder(e) if isinstance(e, WhisperEncoderConfig) else StreamingConformer(e)
         self.ctc = nn.Linear(e.d_model, cfg.ctc_vocab or cfg.vocab_size)
         self.predictor = Predictor(cfg.vocab_size, cfg.embed_dim, cfg.pred_dim, cfg.pred_dropout)
         self.joiner = Joiner(e.d_model, cfg.pred_dim, cfg.joint_dim, cfg.vocab_size)
@@ -215,10 +224,11 @@ class Transducer(nn.Module):
         return logits.index_fill(-1, torch.tensor([BLANK], device=logits.device), float("-inf"))
 
     # -- streaming --------------------------------------------------------------------------
-    def initial_encoder_state(self, batch: int = 1) -> EncoderState:
+    def initial_encoder_state(self, batch: int = 1) -> EncoderState | WhisperEncoderState:
         return self.encoder.initial_state(batch, self.feat_mean.device)
 
-    def stream_encode(self, feats: Tensor, state: EncoderState) -> tuple[Tensor, EncoderState]:
+    def stream_encode(self, feats: Tensor, state: EncoderState | WhisperEncoderState
+                      ) -> tuple[Tensor, EncoderState | WhisperEncoderState]:
         """Raw log-mel chunk (B, subsampling * n, F) + state -> encoder frames (B, n, D) + new state."""
         return self.encoder.infer(self.normalise(feats), state)
 

@@ -26,6 +26,8 @@ import torch
 from decoding.greedy import greedy_decode_batch
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from models.encoder import EncoderConfig
+from models.features import FbankConfig
+from models.whisper_encoder import WhisperEncoderConfig, load_whisper_weights, whisper_config_from_ct2
 from models.transducer import Transducer, TransducerConfig, load_checkpoint, save_checkpoint
 from training.data import (FeatureCache, Item, collate, feature_stats, freq_warp, make_batches, read_items, spec_augment,
                            tempo)
@@ -54,6 +56,12 @@ class TrainConfig:
     freq_warp: float = 0.0  # VTLN factor drawn per utterance from 1 ± this (training/data.py freq_warp); 0 = off
     specaug_start: int = 1500  # step from which SpecAugment is on
     # tokenizer / model
+    encoder: str = "conformer"  # "conformer" (models/encoder.py) or "whisper" (models/whisper_encoder.py)
+    whisper_init: str = ""  # a pin of training/pretrained.py or a model.bin path; "" = random init
+    positions: str = "sliding"  # whisper encoder: "sliding" or "none"
+    pretrained_lr_scale: float = 1.0  # learning rate of the pretrained encoder relative to `lr`
+    freeze_layers: int = 0  # whisper encoder: front end + this many blocks frozen ...
+    freeze_steps: int = 0  # ... until this update
     vocab_pieces: int = 256
     tokenizer_from: str = ""  # a sentencepiece model to reuse (keeps LMs trained on its pieces valid)
     d_model: int = 192
@@ -96,9 +104,29 @@ class TrainConfig:
     max_steps: int = 0  # 0 = unbounded
     ckpt_minutes: float = 4.0
     eval_minutes: float = 10.0
+    eval_steps: list[int] = field(default_factory=list)  # also evaluate at these updates (ablations compare at equal steps)
     log_every: int = 25
 
+    @property
+    def features(self) -> FbankConfig:
+        return FbankConfig(kind="whisper" if self.encoder == "whisper" else "kaldi")
+
     def model_config(self, vocab_size: int) -> TransducerConfig:
+        if self.encoder == "whisper":
+            common = dict(chunk_frames=self.chunk_frames, left_chunks=self.left_chunks, dropout=self.dropout,
+                          positions=self.positions, stack=2)
+            if self.whisper_init:
+                from training.pretrained import resolve
+
+                enc = whisper_config_from_ct2(resolve(self.whisper_init)[0], **common)
+            else:
+                enc = WhisperEncoderConfig(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+                                           ff_mult=self.ff_mult, **common)
+            ctc_vocab = CharTokenizer().vocab_size if self.ctc_units == "chars" else 0
+            return TransducerConfig(vocab_size=vocab_size, encoder=enc, pred_dim=self.pred_dim,
+                                    joint_dim=self.joint_dim, ctc_vocab=ctc_vocab, ctc_units=self.ctc_units)
+        if self.encoder != "conformer":
+            raise ValueError(f"encoder must be 'conformer' or 'whisper', not {self.encoder!r}")
         enc = EncoderConfig(
             d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, ff_mult=self.ff_mult,
             conv_kernel=self.conv_kernel, chunk_frames=self.chunk_frames, left_chunks=self.left_chunks,
@@ -169,7 +197,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.cache = FeatureCache()
+        self.cache = FeatureCache(cfg.features)
         self.pack_items = self._load_packs(cfg.feature_packs)
         self.chars = CharTokenizer()
         self.rng = random.Random(cfg.seed)
@@ -210,9 +238,18 @@ class Trainer:
             else:
                 self.tok = Tokenizer.train((it.text for it in items), cfg.vocab_pieces, self.exp)
             self.model = Transducer(cfg.model_config(self.tok.vocab_size))
-            mean, std = feature_stats(self.cache, items)
-            self.model.feat_mean.copy_(mean)
-            self.model.feat_std.copy_(std)
+            if cfg.encoder == "whisper":
+                # Whisper's features are normalised by its own fixed map: statistics stay 0 / 1
+                if cfg.whisper_init:
+                    from training.pretrained import resolve
+
+                    path, provenance = resolve(cfg.whisper_init)
+                    load_whisper_weights(self.model.encoder, path)
+                    log.info("encoder initialised from %s (%s)", path, (provenance or {}).get("origin", "?"))
+            else:
+                mean, std = feature_stats(self.cache, items)
+                self.model.feat_mean.copy_(mean)
+                self.model.feat_std.copy_(std)
             self.model.to(self.device)
             self.opt = self._optimiser()
             log.info("new model: %d parameters, vocab %d", self.model.num_params(), self.tok.vocab_size)
@@ -282,7 +319,29 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _optimiser(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        """AdamW; with `pretrained_lr_scale` ≠ 1 the encoder's pretrained weights are one group
+        at that share of the learning rate (a low rate keeps what they learnt) and the new parts
+        (stacking projection, heads, predictor, joiner) another at the full rate."""
+        pretrained, new = [], []
+        for name, p in self.model.named_parameters():
+            fresh = not name.startswith("encoder.") or name.startswith("encoder.stack_proj")
+            (new if fresh or self.cfg.pretrained_lr_scale == 1.0 else pretrained).append(p)
+        groups = [{"params": new, "lr_scale": 1.0}]
+        if pretrained:
+            groups.append({"params": pretrained, "lr_scale": self.cfg.pretrained_lr_scale})
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _apply_freeze(self) -> None:
+        """Front end and the first `freeze_layers` blocks of a Whisper encoder get no gradient
+        until `freeze_steps` (the new heads learn to read the pretrained states first)."""
+        n, until = self.cfg.freeze_layers, self.cfg.freeze_steps
+        if self.cfg.encoder != "whisper" or n <= 0:
+            return
+        frozen = self.step < until
+        enc = self.model.encoder
+        for m in [enc.conv1, enc.conv2, *enc.blocks[:n]]:
+            for p in m.parameters():
+                p.requires_grad_(not frozen)
 
     def _log(self, rec: dict[str, Any]) -> None:
         self.log_fh.write(json.dumps(rec) + "\n")
@@ -351,7 +410,8 @@ class Trainer:
                 ct[i, : len(c)] = torch.tensor(c, dtype=torch.long)
             ct, cl = ct.to(self.device), cl.to(self.device)
         for g in self.opt.param_groups:
-            g["lr"] = cfg.lr_at(self.step)
+            g["lr"] = cfg.lr_at(self.step) * g.get("lr_scale", 1.0)
+        self._apply_freeze()
         joint = self.step >= cfg.ctc_only_steps
         losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint, ctc_targets=ct, ctc_lens=cl,
                                            distill_targets=distill)
@@ -410,7 +470,7 @@ class Trainer:
                     acc, n_acc = {}, 0
                 now = time.monotonic()
                 done = (now - start) / 60 >= cfg.max_minutes or (cfg.max_steps and self.step >= cfg.max_steps)
-                if now - last_eval >= cfg.eval_minutes * 60:
+                if now - last_eval >= cfg.eval_minutes * 60 or self.step in cfg.eval_steps:
                     self.run_eval()
                     last_eval = time.monotonic()
                 if now - last_ckpt >= cfg.ckpt_minutes * 60 or done or self._stop:
