@@ -16,6 +16,25 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ARCHITECTURE = "chunked-conformer-transducer"
+WHISPER_ARCHITECTURE = "chunked-whisper-transducer"
+FEATURES = {
+    "kaldi": "kaldi fbank, 80 mel bins, 25 ms / 10 ms, no dither, snip_edges",
+    "whisper": "Whisper log-mel (Hann 400, 80 Slaney mels, log10, floor ceiling-8, (x+4)/4) with a fixed ceiling, "
+               "whole 25 ms windows every 10 ms",
+}
+
+
+def provenance(train_config: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the initial weights came from (package, version, sha256, licence), when a pinned
+    pretrained model started the run; None for a model trained from random weights."""
+    from training.pretrained import PRETRAINED
+
+    init = train_config.get("whisper_init", "")
+    if not init:
+        return None
+    if init in PRETRAINED:
+        return {"initialised_from": PRETRAINED[init].provenance()}
+    return {"initialised_from": {"file": init, "licence": "unknown"}}
 
 
 def plot_curves(log_path: Path, out: Path) -> None:
@@ -61,8 +80,9 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
         keep = {k: blob[k] for k in ("tokenizer", "step", "epoch", "elapsed", "train_config") if k in blob}
         save_checkpoint(t / "model.pt", model, keep, weights_dtype=torch.float16 if half else None)
         (t / "tokenizer.model").write_bytes(blob["tokenizer"])
+        feats = model.cfg.features
         (t / "feature_stats.json").write_text(json.dumps({
-            "features": "kaldi fbank, 80 mel bins, 25 ms / 10 ms, no dither, snip_edges",
+            "features": FEATURES[feats.kind], "kind": feats.kind,
             "mean": [round(float(v), 5) for v in model.feat_mean],
             "std": [round(float(v), 5) for v in model.feat_std],
         }, indent=1) + "\n")
@@ -76,10 +96,16 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             shutil.copy(log, t / "train_log.jsonl")
             plot_curves(log, t / "curves.png")
         store = ModelStore(store_root)
+        whisper = feats.kind == "whisper"
+        enc = model.cfg.encoder
+        extra = {"decoder": decoder, "step": blob.get("step"), "train_hours_cpu": round(blob.get("elapsed", 0) / 3600, 2),
+                 "chunk_seconds": round(model.frame_seconds * enc.chunk_frames, 3),
+                 # a chunk's first frame waits for the whole chunk; the front end looks no further
+                 "algorithmic_latency_seconds": round(model.frame_seconds * enc.chunk_frames, 3),
+                 **(provenance(blob.get("train_config", {})) or {})}
         m = store.publish(
-            t, name, ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
-            metrics=metrics, description=description,
-            extra={"decoder": decoder, "step": blob.get("step"), "train_hours_cpu": round(blob.get("elapsed", 0) / 3600, 2)},
+            t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
+            metrics=metrics, description=description, extra=extra,
         )
     del torch
     return store_root / name / m.version
