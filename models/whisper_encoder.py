@@ -187,9 +187,9 @@ class StreamingWhisperEncoder(nn.Module):
 
     def forward_tapped(self, feats: Tensor, lengths: Tensor, tap: int,
                        offsets: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """`forward`, plus the 20 ms states after block `tap` (1-based; 0 = none; the last block
-        gives the final LayerNorm's output, what Whisper's encoder returns) for a training-only
-        head. `offsets` (B,) start positions in the table; None = random in training mode (see
+        """`forward`, plus the states after block `tap` (1-based; 0 = none; the last block gives
+        the final LayerNorm's output, what Whisper's encoder returns), averaged in pairs to the
+        output's 40 ms frames, for a training-only head. `offsets` (B,) start positions in the table; None = random in training mode (see
         the module docstring), 0 in eval mode."""
         c = self.cfg
         x = F.pad(feats, (0, 0, FEAT_CACHE, 0), value=SILENCE)
@@ -209,6 +209,9 @@ class StreamingWhisperEncoder(nn.Module):
         y = self.norm(y)
         if tap == c.n_layers:
             tapped = y
+        if tapped is not None:  # 20 ms -> 40 ms by averaging, as the teacher's targets are made
+            n = tapped.shape[1] // c.stack
+            tapped = tapped[:, : n * c.stack].reshape(tapped.shape[0], n, c.stack, -1).mean(2)
         return self._stack(y), lengths // c.subsampling, tapped
 
     @torch.no_grad()

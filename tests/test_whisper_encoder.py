@@ -174,3 +174,19 @@ def test_a_fine_tune_step_lowers_the_loss(tmp_path: Path, whisper_path: Path):
     # the key projection keeps no bias, as Whisper's
     d = trainer.model.cfg.encoder.d_model
     assert float(trainer.model.encoder.blocks[1].attn.qkv.bias[d : 2 * d].abs().max()) == 0.0
+
+
+def test_distillation_tap_is_on_the_output_frames():
+    """The tapped 20 ms states are averaged in pairs to the 40 ms frames the teacher's targets
+    (training/teacher.py) are stored at, so the loss compares like with like."""
+    torch.manual_seed(2)
+    model = tiny_whisper()
+    model.set_distill_head(16, layer=2)
+    t = 4 * 3 * 5
+    x, lens = torch.randn(2, t, 80), torch.tensor([t, t - 12])
+    out, out_lens, tapped = model.encoder.forward_tapped(x, lens, tap=2)
+    assert tapped.shape[:2] == out.shape[:2] and out_lens.tolist() == [15, 12]
+    targets = [torch.randn(15, 16), None]
+    losses = model.forward_losses(x, lens, torch.tensor([[3, 4], [5, 0]]), torch.tensor([2, 1]),
+                                  distill_targets=targets)
+    assert torch.isfinite(losses["distill"]) and float(losses["distill"]) > 0
