@@ -13,6 +13,9 @@ dev WER on the recipe's dev sets (their first `dev_utts` utterances):
 
     python -m bench.asr_ablation --steps 500            # ~20 min a variant on one core
     python -m bench.asr_ablation --steps 500 --only reference no-distill
+    python -m bench.asr_ablation --steps 500 --reference-exp /work/data/exp/asr_whisper
+        # the reference row read from the recipe's own run (same seed and data order; its
+        # `eval_steps` include 500), instead of training it a second time
 
 Writes bench/results/asr_ablation.{json,md}. What this is not: a measure of the shipped model
 (the rows stop long before convergence; see asr.md for that).
@@ -65,11 +68,13 @@ def final_eval(exp: Path, steps: int) -> dict | None:
     return out
 
 
-def run_variant(v: Variant, steps: int, root: Path, recipe: Path) -> dict:
-    exp = root / v.name
+def run_variant(v: Variant, steps: int, root: Path, recipe: Path, reference_exp: Path | None = None) -> dict:
+    exp = reference_exp if (v.name == "reference" and reference_exp) else root / v.name
     done = final_eval(exp, steps)
     if done is not None:
         return done
+    if exp == reference_exp:
+        raise RuntimeError(f"{exp} has no evaluation at step {steps} yet (is its run past it?)")
     cmd = [sys.executable, "-m", "training.cli", "asr", "--config", str(recipe), "--exp-dir", str(exp),
            "--max-steps", str(steps), "--max-minutes", "600", "--eval-minutes", "10000", "--threads", "1", *v.flags]
     if (exp / "last.pt").exists():
@@ -99,22 +104,34 @@ def render(rows: dict[str, dict], steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(results: dict[str, dict], steps: int, recipe: Path) -> None:
+    (RESULTS / "asr_ablation.json").write_text(json.dumps(
+        {"steps": steps, "recipe": str(recipe.resolve().relative_to(REPO)), "rows": results}, indent=1) + "\n")
+    (RESULTS / "asr_ablation.md").write_text(render(results, steps))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--only", nargs="*", default=None, help="variant names (default: all)")
     p.add_argument("--root", type=Path, default=Path("/work/data/exp/ablation"))
     p.add_argument("--recipe", type=Path, default=RECIPE)
+    p.add_argument("--reference-exp", type=Path, default=None,
+                   help="read the reference row from this run of the recipe instead of training it")
     args = p.parse_args(argv)
     out_json = RESULTS / "asr_ablation.json"
     results = json.loads(out_json.read_text()).get("rows", {}) if out_json.exists() else {}
     for v in VARIANTS:
         if args.only and v.name not in args.only:
             continue
+        if v.name == "reference" and args.reference_exp:
+            continue  # read last, when the recipe's own run is past the step
         results[v.name] = run_variant(v, args.steps, args.root, args.recipe)
-        out_json.write_text(json.dumps({"steps": args.steps, "recipe": str(args.recipe.relative_to(REPO)),
-                                        "rows": results}, indent=1) + "\n")
-        (RESULTS / "asr_ablation.md").write_text(render(results, args.steps))
+        save(results, args.steps, args.recipe)
+    if args.reference_exp and (not args.only or "reference" in args.only):
+        results = {"reference": run_variant(VARIANTS[0], args.steps, args.root, args.recipe, args.reference_exp),
+                   **{k: v for k, v in results.items() if k != "reference"}}
+        save(results, args.steps, args.recipe)
     print(render(results, args.steps))
     return 0
 

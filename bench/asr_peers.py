@@ -10,6 +10,7 @@ and a markdown table `bench/results/asr.md`: each (set, system) cell is written 
 over a fresh read of the file, so other sets' and systems' rows (or another run's) are kept.
 
     python -m bench.asr_peers --systems pocketsphinx minutes whisper-tiny.en
+    python -m bench.asr_peers --systems minutes:default/5 minutes:default/6   # one row per store model
     python -m bench.asr_peers --systems pocketsphinx whisper-tiny.en --sets "native (piper joe + slt hts, clean)"
 """
 
@@ -128,7 +129,8 @@ def write_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", nargs="+", default=["pocketsphinx", "minutes"])
+    ap.add_argument("--systems", nargs="+", default=["pocketsphinx", "minutes"],
+                    help="pocketsphinx, whisper-tiny.en, minutes (the --model) or minutes:NAME/VERSION")
     ap.add_argument("--model", default="default", help="minutes model: store name or path")
     ap.add_argument("--limit", type=int, default=0, help="first N utterances of each set (0 = all)")
     ap.add_argument("--sets", nargs="*", default=list(TEST_SETS), choices=list(TEST_SETS))
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     makers = {"pocketsphinx": pocketsphinx_system, "whisper-tiny.en": whisper_system,
               "minutes": lambda: minutes_system(args.model)}
     for name in args.systems:
-        system = makers[name]()
+        kind, _, model = name.partition(":")
+        system = minutes_system(model) if kind == "minutes" and model else makers[name]()
         for ts in args.sets:
             manifest = TEST_SETS[ts]
             if not Path(manifest).exists():
