@@ -44,6 +44,25 @@ def test_packs_split_by_budget_and_read_back_real_features(tmp_path: Path):
         assert (feats.float() - ref)[kept].abs().max() < 0.3
 
 
+def test_whisper_feature_packs_keep_their_kind(tmp_path: Path):
+    """A pack of Whisper log-mel reads back within its 6-bit step and is refused where Kaldi
+    fbank is expected (and the other way round)."""
+    import pytest
+
+    from models.features import FbankConfig
+    from training.data import FeatureCache, read_items
+
+    manifest = write_real_manifest(tmp_path, 3)
+    build_packs([str(manifest)], [tmp_path / "w"], [50.0], "train", features="whisper")
+    packed = read_pack(tmp_path / "w" / "train", features="whisper")
+    cache = FeatureCache(FbankConfig(kind="whisper"))
+    for (it, feats), orig in zip(packed, read_items([str(manifest)])):
+        ref = cache.get(orig)
+        assert (feats.float() - ref).abs().max() < 2.0 / 63  # one quantisation step over Whisper's range
+    with pytest.raises(ValueError, match="whisper features"):
+        read_pack(tmp_path / "w" / "train", features="kaldi")
+
+
 def test_checkpoint_survives_split_and_join(tmp_path: Path):
     torch.manual_seed(0)
     model = Transducer(tiny_config())

@@ -279,7 +279,7 @@ class Trainer:
         """Fill the feature cache from packs; returns their items."""
         items: list[Item] = []
         for p in packs:
-            for item, feats in read_pack(p):
+            for item, feats in read_pack(p, self.cfg.features.kind):
                 self.cache.store[item.id] = feats
                 items.append(item)
             log.info("feature pack %s: %d utterances so far", p, len(items))

@@ -8,8 +8,11 @@ std 0.14 against features whose normalised std is ~3) and compressed with LZMA t
 and unlike a codec the error is uniform and unbiased. The trainer reads packs straight into
 its feature cache (`TrainConfig.feature_packs`), so a pack trains exactly like its manifests.
 
-A pack is two files: `<name>.json` (bits, items with id/text/duration/frames/lo/hi) and
-`<name>.xz` (the uint8 codes of all items, frame-major, concatenated).
+A pack is two files: `<name>.json` (bits, feature kind, items with id/text/duration/frames/lo/hi)
+and `<name>.xz` (the uint8 codes of all items, frame-major, concatenated). `--features whisper`
+packs Whisper's log-mel (models/features.py) for a Whisper-initialised recipe: its values span
+at most 2 units (8 decades / 4), so 6 bits keep a step of ~0.03; the trainer refuses a pack of
+the other kind.
 
     python -m training.featpack --dirs .pka,.pkb --name train --budget-mb 30,38 --shuffle-from 1 \
         --manifest /work/data/corpus/speechocean762/train.jsonl ... (in the order items should go)
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.features import fbank
+from models.features import FbankConfig, fbank
 from training.data import Item, load_audio, read_items
 
 RANGE = 30.0  # log-energy range kept below each utterance's maximum
@@ -60,21 +63,28 @@ def dequantise(codes: np.ndarray, lo: float, hi: float, bits: int) -> torch.Tens
     return torch.from_numpy(codes.astype(np.float32) * ((hi - lo) / levels) + lo)
 
 
-def write_pack(path: Path, utts: list[PackedUtterance], codes: list[np.ndarray], bits: int) -> int:
+def write_pack(path: Path, utts: list[PackedUtterance], codes: list[np.ndarray], bits: int,
+               features: str = "kaldi") -> int:
     """Writes `<path>.json` and `<path>.xz`; returns the compressed size in bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = lzma.compress(np.concatenate(codes).tobytes(), preset=6) if codes else b""
     path.with_suffix(".xz").write_bytes(blob)
-    meta = {"bits": bits, "n_mels": int(codes[0].shape[1]) if codes else 80, "items": [u.__dict__ for u in utts]}
+    meta = {"bits": bits, "features": features, "n_mels": int(codes[0].shape[1]) if codes else 80,
+            "items": [u.__dict__ for u in utts]}
     path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
     return len(blob)
 
 
-def read_pack(path: str | Path) -> list[tuple[Item, torch.Tensor]]:
-    """Items of a pack with their raw log-mel (float16). `path` may name either file or neither suffix."""
+def read_pack(path: str | Path, features: str | None = None) -> list[tuple[Item, torch.Tensor]]:
+    """Items of a pack with their raw log-mel (float16). `path` may name either file or neither
+    suffix. `features` ("kaldi" or "whisper"): refuse a pack of another kind (packs written before
+    the kind was recorded are Kaldi fbank)."""
     p = Path(path)
     p = p.with_suffix("") if p.suffix in (".json", ".xz") else p
     meta = json.loads(Path(str(p) + ".json").read_text(encoding="utf-8"))
+    kind = meta.get("features", "kaldi")
+    if features is not None and kind != features:
+        raise ValueError(f"{p}: a pack of {kind} features, the model reads {features}")
     raw = np.frombuffer(lzma.decompress(Path(str(p) + ".xz").read_bytes()), dtype=np.uint8)
     n_mels, bits = meta["n_mels"], meta["bits"]
     out, pos = [], 0
@@ -90,7 +100,7 @@ def read_pack(path: str | Path) -> list[tuple[Item, torch.Tensor]]:
 
 
 def build_packs(manifests: list[str], dirs: list[Path], budgets_mb: list[float], name: str = "train", bits: int = 6,
-                seed: int = 0, shuffle_from: int = 1, max_duration: float = 20.0) -> list[dict]:
+                seed: int = 0, shuffle_from: int = 1, max_duration: float = 20.0, features: str = "kaldi") -> list[dict]:
     """Fill packs `<dir>/<name>.*`, one per directory, in manifest order, each up to its budget
     (one directory a transfer). Manifests from index `shuffle_from` on have their items shuffled
     (a random subset when the budgets run out)."""
@@ -113,7 +123,7 @@ def build_packs(manifests: list[str], dirs: list[Path], budgets_mb: list[float],
             pending = None
             if cur is None:
                 break
-            f = fbank(load_audio(cur.audio)).numpy()
+            f = fbank(load_audio(cur.audio), FbankConfig(kind=features)).numpy()
             c, lo, hi = quantise(f, bits)
             cost = c.size * EST_BYTES_PER_CODE / 1e6
             if est + cost > budget:
@@ -126,7 +136,7 @@ def build_packs(manifests: list[str], dirs: list[Path], budgets_mb: list[float],
             utts.append(PackedUtterance(f"{src}/{rid}", cur.text, cur.duration, int(c.shape[0]), lo, hi))
             codes.append(c)
         bar.close()
-        size = write_pack(path, utts, codes, bits)
+        size = write_pack(path, utts, codes, bits, features)
         reports.append({"pack": str(path), "items": len(utts), "hours": sum(u.duration for u in utts) / 3600,
                         "mb": size / 1e6})
         print(json.dumps(reports[-1]))
@@ -144,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shuffle-from", type=int, default=1, help="manifests from this index on are shuffled")
+    ap.add_argument("--features", default="kaldi", choices=["kaldi", "whisper"], help="log-mel kind to pack")
     args = ap.parse_args(argv)
     dirs = [Path(d) for d in args.dirs.split(",")]
     budgets = [float(b) for b in args.budget_mb.split(",")]
     if len(budgets) == 1:
         budgets *= len(dirs)
-    build_packs(args.manifest, dirs, budgets, args.name, args.bits, args.seed, args.shuffle_from)
+    build_packs(args.manifest, dirs, budgets, args.name, args.bits, args.seed, args.shuffle_from,
+                features=args.features)
     return 0
 
 
