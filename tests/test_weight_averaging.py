@@ -72,3 +72,42 @@ def test_average_of_checkpoints_is_their_mean_and_refuses_strangers(tmp_path: Pa
     save_checkpoint(tmp_path / "other.pt", Transducer(other), {"tokenizer": b"t"})
     with pytest.raises(ValueError, match="architecture"):
         average_checkpoints([paths[0], tmp_path / "other.pt"], tmp_path / "bad.pt")
+
+
+def test_ema_warmup_forgets_the_first_weights(tmp_path: Path):
+    """With `ema_warmup` the n-th update uses decay (1 + n) / (10 + n) (capped by ema_decay): after
+    6 updates at ema_decay 0.999 the average has followed most of the way the raw weights went,
+    while the plain 0.999 average stays near the weights of the first update (which it copies)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    manifest = write_real_manifest(tmp_path, 4)
+    base = dataclasses.replace(tiny_recipe(tmp_path, manifest, max_steps=6), ema_decay=0.999)
+    moved = {}
+    for warm in (False, True):
+        cfg = dataclasses.replace(base, exp_dir=str(tmp_path / f"exp{warm}"), ema_warmup=warm)
+        trainer = Trainer(cfg)
+        start = {k: v.clone() for k, v in weights(trainer.model.state_dict()).items()}
+        trainer.run()
+        avg, raw = weights(trainer.ema.module.state_dict()), weights(trainer.model.state_dict())
+        moved[warm] = sum(float((avg[k] - start[k]).norm()) for k in start) / \
+            sum(float((raw[k] - start[k]).norm()) for k in start)
+    assert moved[True] > 0.6 and moved[True] > 3 * moved[False], moved
+
+
+def test_resuming_with_another_seed_branches_the_run(tmp_path: Path):
+    """Same weights and step, another data order: the branch's next updates differ from the run's."""
+    import dataclasses
+    import shutil
+
+    torch.manual_seed(0)
+    manifest = write_real_manifest(tmp_path, 6)
+    cfg = tiny_recipe(tmp_path, manifest, max_steps=2)
+    Trainer(cfg).run()
+    shutil.copytree(tmp_path / "exp", tmp_path / "branch")
+    for exp, seed in (("exp", cfg.seed), ("branch", cfg.seed + 1)):
+        Trainer(dataclasses.replace(cfg, exp_dir=str(tmp_path / exp), seed=seed, max_steps=4), resume=True).run()
+    a, _ = load_checkpoint(tmp_path / "exp" / "last.pt")
+    b, blob = load_checkpoint(tmp_path / "branch" / "last.pt")
+    assert blob["step"] == 4
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
