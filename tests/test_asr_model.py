@@ -71,6 +71,19 @@ def test_fbank_chunkwise_equals_whole():
     assert torch.allclose(torch.cat(parts), whole, atol=1e-4)
 
 
+def stream_in_chunks(model: Transducer, x: torch.Tensor):
+    """x (1, T, F) through `stream_encode` a chunk at a time, the last call shorter, as the
+    recogniser does -> (the frames, the final encoder state)."""
+    s, c, t = model.cfg.encoder.subsampling, model.cfg.encoder.chunk_frames, x.shape[1]
+    state, outs, i = model.initial_encoder_state(1), [], 0
+    while i + s <= t:
+        n = min(c, (t - i) // s)
+        y, state = model.stream_encode(x[:, i : i + n * s], state)
+        outs.append(y)
+        i += n * s
+    return torch.cat(outs, 1), state
+
+
 @pytest.mark.parametrize("tail", [0, 5, 13])
 def test_streaming_encoder_equals_full_forward(tail: int):
     torch.manual_seed(0)
@@ -80,13 +93,7 @@ def test_streaming_encoder_equals_full_forward(tail: int):
     x = torch.randn(1, t, 80)
     with torch.no_grad():
         full, lens = model.encode(x, torch.tensor([t]))
-        state, outs, i = model.initial_encoder_state(1), [], 0
-        while i + s <= t:
-            n = min(c, (t - i) // s)
-            y, state = model.stream_encode(x[:, i : i + n * s], state)
-            outs.append(y)
-            i += n * s
-        stream = torch.cat(outs, 1)
+        stream, _ = stream_in_chunks(model, x)
         assert stream.shape == full.shape and int(lens[0]) == full.shape[1]
         assert torch.allclose(stream, full, atol=1e-4)
         # logits too: the joiner on the same frames and the start predictor state

@@ -15,7 +15,7 @@ from models.features import FbankConfig, fbank
 from models.transducer import Transducer, TransducerConfig
 from models.whisper_encoder import (StreamingWhisperEncoder, WhisperEncoderConfig, load_whisper_weights,
                                     whisper_config_from_ct2)
-from tests.test_asr_model import real_utterances
+from tests.test_asr_model import real_utterances, stream_in_chunks
 from training.pretrained import WHISPER_TINY_EN, resolve
 
 
@@ -95,13 +95,7 @@ def test_streaming_equals_full_forward(positions: str, tail: int):
     x = torch.randn(1, t, 80)
     with torch.no_grad():
         full, lens = model.encode(x, torch.tensor([t]))
-        state, outs, i = model.initial_encoder_state(1), [], 0
-        while i + s <= t:
-            n = min(c, (t - i) // s)
-            y, state = model.stream_encode(x[:, i : i + n * s], state)
-            outs.append(y)
-            i += n * s
-    stream = torch.cat(outs, 1)
+        stream, state = stream_in_chunks(model, x)
     assert stream.shape == full.shape and int(lens[0]) == full.shape[1] == t // s
     assert torch.allclose(stream, full, atol=1e-4)
     assert int(state.pos[0]) == 2 * full.shape[1]
