@@ -100,8 +100,10 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
         enc = model.cfg.encoder
         extra = {"decoder": decoder, "step": blob.get("step"), "train_hours_cpu": round(blob.get("elapsed", 0) / 3600, 2),
                  "chunk_seconds": round(model.frame_seconds * enc.chunk_frames, 3),
-                 # a chunk's first frame waits for the whole chunk; the front end looks no further
-                 "algorithmic_latency_seconds": round(model.frame_seconds * enc.chunk_frames, 3),
+                 # a chunk's first sample waits for the whole chunk plus its last analysis window's
+                 # overhang (25 ms window, 10 ms hop); the encoder looks no further ahead
+                 "algorithmic_latency_seconds": round(model.frame_seconds * enc.chunk_frames
+                                                      + (feats.window - feats.shift) / feats.sample_rate, 3),
                  **(provenance(blob.get("train_config", {})) or {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
