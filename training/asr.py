@@ -221,6 +221,8 @@ class Trainer:
             self.elapsed, self.best = blob.get("elapsed", 0.0), blob.get("best", float("inf"))
             self.opt = self._optimiser()
             self.opt.load_state_dict(blob["optimizer"])
+            for g in self.opt.param_groups[1:]:  # the pretrained group: the recipe's scale now (a branch may change it)
+                g["lr_scale"] = cfg.pretrained_lr_scale
             self.rng.setstate(blob["py_rng"])
             was = blob.get("train_config", {}).get("seed", cfg.seed)
             if was != cfg.seed:  # a branch: same weights and optimiser, another data order and noise
@@ -337,13 +339,13 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _optimiser(self) -> torch.optim.Optimizer:
-        """AdamW; with `pretrained_lr_scale` ≠ 1 the encoder's pretrained weights are one group
-        at that share of the learning rate (a low rate keeps what they learnt) and the new parts
+        """AdamW; for a Whisper encoder its pretrained weights are one group at
+        `pretrained_lr_scale` of the learning rate (a low rate keeps what they learnt) and the new parts
         (stacking projection, heads, predictor, joiner) another at the full rate."""
         pretrained, new = [], []
         for name, p in self.model.named_parameters():
             fresh = not name.startswith("encoder.") or name.startswith("encoder.stack_proj")
-            (new if fresh or self.cfg.pretrained_lr_scale == 1.0 else pretrained).append(p)
+            (new if fresh or self.cfg.encoder != "whisper" else pretrained).append(p)
         groups = [{"params": new, "lr_scale": 1.0}]
         if pretrained:
             groups.append({"params": pretrained, "lr_scale": self.cfg.pretrained_lr_scale})
