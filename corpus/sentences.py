@@ -21,7 +21,7 @@ from pathlib import Path
 
 from corpus.text import normalise_text
 
-__all__ = ["SentencePool", "load_pool", "meeting_phrases", "is_test_text"]
+__all__ = ["SentencePool", "load_pool", "meeting_phrases", "meeting_phrases_written", "is_test_text"]
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -159,6 +159,12 @@ _TEMPLATES = (
 
 def meeting_phrases(n: int, seed: int = 4321) -> list[str]:
     """`n` meeting-style sentences from templates with names, topics, days and numbers."""
+    return [normalise_text(s) for s in meeting_phrases_written(n, seed)]
+
+
+def meeting_phrases_written(n: int, seed: int = 4321) -> list[str]:
+    """`meeting_phrases` as written, cased and punctuated (the punctuation model learns from
+    these; the recogniser's corpora take the normalised form)."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
@@ -175,7 +181,7 @@ def meeting_phrases(n: int, seed: int = 4321) -> list[str]:
                 name=name2, name2=name, topic=topic2, topic2=topic, day=rng.choice(_DAYS), n=rng.randint(2, 60),
                 hour=rng.randint(1, 12),
             )
-        out.append(normalise_text(s))
+        out.append(s if s.endswith("?") else s + ".")
     return out
 
 

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from training import average, lm, mwer, teacher  # `minutes train lm|mwer` (decoding with LMs, issue 6)
 
     lm.register(tsub), mwer.register(tsub), teacher.register(tsub), average.register(tsub)
+    from training import punctuation  # `minutes train punctuation` (readable transcripts, issue 16)
+
+    punctuation.register(tsub)
 
 
 def run_asr(args: argparse.Namespace) -> int:
