@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-# Channel counts that imply a preset geometry when --array is left at "auto".
-AUTO_ARRAYS = {7: "circular-7", 4: "linear-4"}
+from minutes.arrays import PRESETS
+
+# Channel counts that imply a preset geometry when --array is left at "auto" (7 -> circular-7,
+# 4 -> linear-4; one channel names no array).
+AUTO_ARRAYS = {len(g): name for name, g in PRESETS.items() if len(g) > 1}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

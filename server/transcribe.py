@@ -13,9 +13,9 @@ from typing import Any, BinaryIO
 import soundfile as sf
 
 from engine import End, EngineError, Final, SpeakerEvent
-from engine.arrays import GeometryError, resolve_array
 from engine.events import Failure
 from engine.spec import StreamSpec
+from minutes.arrays import GeometryError, resolve_array
 from minutes.types import Segment, Transcript, Turn
 from server.context import ServerContext
 from server.errors import ApiError

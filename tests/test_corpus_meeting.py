@@ -10,11 +10,11 @@ import pyroomacoustics as pra
 import pytest
 import soundfile as sf
 
-from corpus import arrays
 from corpus.build import tree_digest
 from corpus.manifest import read_manifest
 from corpus.recipes.meeting import MeetingConfig, _overlap_ratio, build_meeting
 from corpus.recipes.mixture import MixtureConfig, build_mixture, overlap_delay
+from minutes import arrays
 
 SR = 16000
 

@@ -10,13 +10,14 @@ import pyroomacoustics as pra
 import pytest
 import soundfile as sf
 
-from corpus import arrays, rooms, tts
+from corpus import rooms, tts
 from corpus.build import tree_digest
 from corpus.manifest import read_manifest, resolve_audio
 from corpus.readers import read_speechocean762, split_speakers
 from corpus.recipes.single import SingleConfig, build_single
 from corpus.sentences import is_test_text
 from corpus.text import ALPHABET
+from minutes import arrays
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speechocean762-train"
 

@@ -157,7 +157,8 @@ def test_engine_stream_state_flat_over_long_audio(loaded_model, hotwords, minute
 
 # -- the online diariser -------------------------------------------------------------------
 def _scene():
-    from diarisation.synth import Utterance, circular7, load_speaker_audio, render
+    from diarisation.synth import Utterance, load_speaker_audio, render
+    from minutes.arrays import geometry
 
     speakers = ("0103", "5408")
     a, b = (load_speaker_audio(s, 3) for s in speakers)
@@ -169,7 +170,7 @@ def _scene():
         x = x[on[0] : on[-1]] if len(on) else x
         utts.append(Utterance(spk, x, t, az))
         t += len(x) / 16000 + 0.4
-    return render(utts, circular7(), rt60=0.3, snr_db=25, seed=3)
+    return render(utts, geometry("circular-7"), rt60=0.3, snr_db=25, seed=3)
 
 
 @pytest.fixture(scope="module")

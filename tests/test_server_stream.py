@@ -372,11 +372,12 @@ def test_batching_many_streams_in_one_decode(server):
 
 
 def _scene():
-    from diarisation.synth import Utterance, circular7, load_speaker_audio, render
+    from diarisation.synth import Utterance, load_speaker_audio, render
+    from minutes.arrays import geometry
 
     a, b = load_speaker_audio("0001", 2), load_speaker_audio("0005", 1)
     utts = [Utterance("A", a[0], 0.5, 40.0), Utterance("B", b[0], 4.0, 220.0), Utterance("A", a[1], 8.0, 40.0)]
-    return render(utts, circular7())
+    return render(utts, geometry("circular-7"))
 
 
 def _near(az: float, want: float, tol: float = 20.0) -> bool:

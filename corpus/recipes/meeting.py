@@ -30,11 +30,12 @@ import numpy as np
 import pyroomacoustics as pra
 import soundfile as sf
 
-from corpus import arrays, rooms, tts
+from corpus import rooms, tts
 from corpus.align import align_words
 from corpus.build import BuildStats, run_shards
 from corpus.manifest import Record
 from corpus.trajectory import Trajectory, Waypoint
+from minutes import arrays
 
 SR = 16000
 BACKCHANNELS = ("YEAH", "RIGHT", "OKAY", "I SEE", "EXACTLY", "SURE", "MM HMM", "YES", "GOOD POINT", "ABSOLUTELY")
