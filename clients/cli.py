@@ -121,7 +121,8 @@ async def _stream(args: argparse.Namespace) -> int:
     from clients.audio import AudioSourceError, FileSource, MicSource
     from clients.client import ClientConfig, StartOptions, StreamingClient
     from clients.events import End, Final, Partial, Ready, ServerError, Speakers
-    from clients.formats import apply_revisions, build_transcript, write_outputs
+    from clients.formats import apply_revisions, write_outputs
+    from minutes.transcript import build_transcript
 
     if args.mic:
         source = MicSource(args.mic_rate, args.mic_channels, args.mic_device, args.duration)
