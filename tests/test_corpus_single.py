@@ -36,6 +36,7 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # the `built` fixture builds a corpus: 2-12 s, paid by whichever test runs first
 def test_manifests_audio_and_fields(built: Path) -> None:
     test = list(read_manifest(built / "test.jsonl"))
     train = list(read_manifest(built / "train.jsonl"))
@@ -53,6 +54,7 @@ def test_manifests_audio_and_fields(built: Path) -> None:
     assert all(r.room is not None for r in test)  # the test set is all through rooms
 
 
+@pytest.mark.slow  # `built` fixture
 def test_held_out_voices_texts_and_speakers(built: Path) -> None:
     test = list(read_manifest(built / "test.jsonl"))
     train = list(read_manifest(built / "train.jsonl"))
@@ -67,6 +69,7 @@ def test_held_out_voices_texts_and_speakers(built: Path) -> None:
         assert not {r.speaker.split(":")[1] for r in real} & dev
 
 
+@pytest.mark.slow  # `built` fixture, and a second build
 def test_same_seed_same_bytes(built: Path, tmp_path: Path) -> None:
     build_single(_cfg(tmp_path / "again"))
     assert tree_digest(tmp_path / "again") == tree_digest(built)

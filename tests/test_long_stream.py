@@ -92,6 +92,7 @@ def _speech(seconds: float) -> np.ndarray:
     return np.concatenate(parts)[: int(seconds * 16000)]
 
 
+@pytest.mark.slow  # 10-15 s a case: minutes of audio through the engine
 @needs_speech
 @pytest.mark.parametrize("hotwords, minutes", [((), 10), (("MIKE", "WHITE"), 6)])
 def test_engine_stream_state_flat_over_long_audio(loaded_model, hotwords, minutes):
@@ -184,6 +185,7 @@ def diariser():
     return OnlineDiariser()
 
 
+@pytest.mark.slow  # 10 s
 def test_online_diariser_bounded_memory_same_labels_and_turns(diariser):
     """A looped two-talker scene (~3 min) through a stream with a 20 s memory and one with
     none: identical events, word labels and turns; the bounded one holds ≤ 20 s of steps."""

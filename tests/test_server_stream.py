@@ -441,6 +441,7 @@ def test_rest_transcription_formats_and_diarised_upload(server, model_store):
         assert len({line[7] for line in lines}) >= 2
 
 
+@pytest.mark.slow  # 11 s: two server start-ups
 def test_jobs_survive_a_restart(model_store, tmp_path):
     audio = np.concatenate([speech_with_pauses()] * 3)  # ~40 s: long enough to catch it running
     path = tmp_path / "long.flac"
@@ -571,6 +572,7 @@ def test_a_frame_far_over_the_limit_is_cut_by_the_websocket_layer(server):
     assert httpx.get(f"http://{server}/healthz").status_code == 200
 
 
+@pytest.mark.slow  # 8 s: waits out the idle timeout
 def test_idle_stream_is_flushed_and_closed(server):
     x = clip(CLIPS[0])
     with ws(server) as conn:
