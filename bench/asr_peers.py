@@ -1,7 +1,7 @@
 """Peer benchmark: minutes' streaming transducer against pocketsphinx (and Whisper tiny.en).
 
 Each system decodes the same manifests on one thread. WER is jiwer's over normalised text
-(`corpus.text.normalise_text` on the peers' output, as the references were built). RTF is CPU
+(`minutes.text.normalise_text` on the peers' output, as the references were built). RTF is CPU
 seconds of the decoding process per second of audio (`time.process_time`), so that numbers
 taken on a machine shared with other jobs stay comparable; wall-clock RTF is kept beside it.
 
@@ -94,7 +94,7 @@ def score(system: Callable[[np.ndarray], str], manifest: str, limit: int) -> Sco
     import jiwer
 
     from corpus.manifest import read_manifest, resolve_audio
-    from corpus.text import normalise_text
+    from minutes.text import normalise_text
     from training.data import load_audio
 
     records = list(read_manifest(manifest))[: limit or None]

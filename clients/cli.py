@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-# Channel counts that imply a preset geometry when --array is left at "auto".
-AUTO_ARRAYS = {7: "circular-7", 4: "linear-4"}
+from minutes.arrays import PRESETS
+
+# Channel counts that imply a preset geometry when --array is left at "auto" (7 -> circular-7,
+# 4 -> linear-4; one channel names no array).
+AUTO_ARRAYS = {len(g): name for name, g in PRESETS.items() if len(g) > 1}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +121,8 @@ async def _stream(args: argparse.Namespace) -> int:
     from clients.audio import AudioSourceError, FileSource, MicSource
     from clients.client import ClientConfig, StartOptions, StreamingClient
     from clients.events import End, Final, Partial, Ready, ServerError, Speakers
-    from clients.formats import apply_revisions, build_transcript, write_outputs
+    from clients.formats import apply_revisions, write_outputs
+    from minutes.transcript import build_transcript
 
     if args.mic:
         source = MicSource(args.mic_rate, args.mic_channels, args.mic_device, args.duration)

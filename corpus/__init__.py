@@ -5,10 +5,11 @@
     minutes corpus build --recipe mixture --out /work/data/corpus/mixture --hours 1
     minutes corpus build --recipe meeting --out /work/data/corpus/meeting --count 24 --min-minutes 2 --max-minutes 3
 
-Modules: `text` (normalise_text, the one alphabet), `sentences` (text sources, test-only
+Modules: `text` (`minutes.text`'s normaliser, re-exported), `sentences` (text sources, test-only
 sentences), `readers` (speechocean762, Kaldi folders, LibriSpeech; speaker-held-out splits),
-`tts` (voices and pseudo-speakers, held-out identities), `arrays` (presets, azimuth),
+`tts` (voices and pseudo-speakers, held-out identities; array presets live in `minutes.arrays`),
 `rooms` (shoebox RIRs with fitted late tails, diffuse noise, moving sources), `trajectory`,
 `align` (word times), `manifest` (JSONL records), `build` (sharded process pool),
-`recipes/` (real, single, mixture, meeting). Same seed, same bytes.
+`recipes/` (real, single, mixture, meeting), `sample_meeting` (the demo page's bundled samples).
+Same seed, same bytes.
 """

@@ -29,7 +29,7 @@ class Record:
     sample_rate: int  # Hz
     channels: int  # channels stored in the file
     duration: float  # seconds
-    text: str  # normalised by corpus.text.normalise_text
+    text: str  # normalised by minutes.text.normalise_text
     speaker: str  # speaker (or TTS pseudo-speaker) identity
     source: str  # e.g. "speechocean762", "tts:flite:kal16"
     split: str  # train | dev | test

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corpus.arrays import azimuth_deg
+from minutes.arrays import azimuth_deg
 
 __all__ = ["Trajectory", "Waypoint"]
 

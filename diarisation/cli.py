@@ -28,7 +28,7 @@ def _geometry(spec: str):
 
     if spec.lstrip().startswith("["):
         return np.array(json.loads(spec), dtype=float)
-    from corpus.arrays import geometry
+    from minutes.arrays import geometry
 
     return geometry(spec)
 

@@ -1,19 +1,20 @@
-"""RTTM in and out, through pyannote.core's `Annotation` (the field's shared representation).
+"""RTTM in and out for the diariser, and pyannote.core's `Annotation` for the metrics.
 
-minutes keeps speaker turns as `minutes.types.Turn` (typed all the way to the wire); these
-functions convert at the edge. RTTM `SPEAKER` lines: `SPEAKER <uri> 1 <start> <dur> <NA> <NA>
-<speaker> <NA> <NA>`. Azimuth has no RTTM field, so it does not survive the round trip.
+minutes keeps speaker turns as `minutes.types.Turn` (typed all the way to the wire); the RTTM
+lines are written and read by `minutes.transcript` (one writer for the whole tree), and the
+`Annotation` conversion is kept for pyannote.metrics. Here a diariser's turns are written in
+time order with empty turns left out, as pyannote's `Annotation.to_rttm` did before.
+Azimuth has no RTTM field, so it does not survive the round trip.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterable
 
 from pyannote.core import Annotation, Segment
-from pyannote.database.util import load_rttm
 
+from minutes import transcript
 from minutes.types import Turn
 
 __all__ = ["turns_to_annotation", "annotation_to_turns", "write_rttm", "read_rttm", "to_rttm"]
@@ -35,8 +36,9 @@ def annotation_to_turns(ann: Annotation) -> list[Turn]:
 
 
 def to_rttm(turns: Iterable[Turn], uri: str = "stream") -> str:
-    """Turns -> RTTM text (one SPEAKER line a turn)."""
-    return turns_to_annotation(turns, uri).to_rttm()
+    """Turns -> RTTM text (one SPEAKER line a non-empty turn, by start then end time)."""
+    kept = sorted((t for t in turns if t.end > t.start), key=lambda t: (t.start, t.end))
+    return transcript.to_rttm(kept, uri)
 
 
 def write_rttm(path: str | Path, turns: Iterable[Turn], uri: str = "stream") -> None:
@@ -44,7 +46,6 @@ def write_rttm(path: str | Path, turns: Iterable[Turn], uri: str = "stream") -> 
 
 
 def read_rttm(path_or_text: str | Path) -> dict[str, list[Turn]]:
-    """RTTM file (path) or RTTM text -> {uri: turns}."""
-    p = Path(path_or_text) if not str(path_or_text).lstrip().startswith("SPEAKER") else None
-    source = p if p is not None else io.StringIO(str(path_or_text))
-    return {uri: annotation_to_turns(ann) for uri, ann in load_rttm(source).items()}
+    """RTTM file (path) or RTTM text -> {uri: turns sorted by start time}."""
+    return {uri: sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
+            for uri, turns in transcript.read_rttm(path_or_text).items()}

@@ -4,7 +4,7 @@ real simulated meetings; tests cannot depend on /work/data, so they render their
 A scene is a list of `Utterance`s placed in a shoebox room around an array at given azimuths;
 a talker may move (linear azimuth sweep), rendered as short pieces each placed where the
 talker is at that moment. Output: (N, M) audio, reference `Turn`s, and per-utterance
-trajectories for tracking error.
+trajectories for tracking error. Array geometries come from `minutes.arrays.geometry`.
 """
 
 from __future__ import annotations
@@ -18,20 +18,7 @@ import soundfile as sf
 
 from minutes.types import Turn
 
-__all__ = ["circular7", "linear4", "Utterance", "Scene", "render", "speechocean_dir", "load_speaker_audio", "active_spans"]
-
-
-def circular7(radius: float = 0.0425) -> np.ndarray:
-    """DESIGN.md's `circular-7`: 6 mics on a circle, the first on +x, CCW, + the centre last."""
-    a = np.arange(6) * np.pi / 3
-    ring = np.stack([radius * np.cos(a), radius * np.sin(a), np.zeros(6)], axis=1)
-    return np.vstack([ring, np.zeros((1, 3))])
-
-
-def linear4(spacing: float = 0.04) -> np.ndarray:
-    """Four mics along x, centred."""
-    x = (np.arange(4) - 1.5) * spacing
-    return np.stack([x, np.zeros(4), np.zeros(4)], axis=1)
+__all__ = ["Utterance", "Scene", "render", "speechocean_dir", "load_speaker_audio", "active_spans"]
 
 
 def speechocean_dir() -> Path:

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The image's entrypoint, and what tests/test_nginx_replicas.py starts outside Docker: the
+# The image's entrypoint, and what tests/test_nginx_docker.py starts outside Docker: the
 # server, configured by MINUTES_* environment variables (host, port, model store, jobs
 # database...); arguments are passed on as `minutes serve` flags.
 set -eu

@@ -3,8 +3,11 @@
 Each subcommand lives in its own module and exposes `register(subparsers)`, which adds its
 parser and sets `func` to the handler `func(args) -> int`. Only subcommands that work are
 listed in `COMMANDS`, so `minutes --help` shows what works and nothing else.
-Modules are imported lazily at registration so `minutes --help` stays quick; heavy imports
-(torch) belong inside the handlers.
+
+Why lazily: registering a subcommand can be heavy (`train` builds its flags from a config
+dataclass that lives beside torch; 16 s on a busy machine). So `COMMANDS` also holds each
+subcommand's one-line help, `minutes --help` shows those without importing any subcommand
+module, and a run imports and registers only the subcommand it names.
 """
 
 from __future__ import annotations
@@ -12,23 +15,33 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from dataclasses import dataclass
 
 from minutes import __version__
 from minutes.config import ConfigError
 from minutes.logs import LOG_FORMATS, setup_logging
 
-# name -> module that defines `register(subparsers)`. Add a line when a subcommand works.
-COMMANDS: dict[str, str] = {
-    "serve": "server.cli",
-    "train": "training.cli",
-    "eval": "training.eval_cli",
-    "corpus": "corpus.cli",
-    "stream": "clients.cli",
-    "diarise": "diarisation.cli",
+
+@dataclass(frozen=True)
+class Command:
+    module: str  # defines `register(subparsers)`
+    help: str  # the line `minutes --help` shows; the same as the module's `add_parser(help=...)`
+
+
+# Add a line when a subcommand works.
+COMMANDS: dict[str, Command] = {
+    "serve": Command("server.cli", "run the streaming server"),
+    "train": Command("training.cli", "train models (asr)"),
+    "eval": Command("training.eval_cli", "WER/RTF of a model on a manifest (streamed)"),
+    "corpus": Command("corpus.cli", "build corpora (real manifests, TTS + rooms, mixtures, meetings, a clean native test set)"),
+    "stream": Command("clients.cli", "stream a file or the microphone to a server, print the transcript live"),
+    "diarise": Command("diarisation.cli", "speaker turns and azimuths of a multi-channel recording"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command` registered by its module and every other subcommand as a
+    stub (its name and help, no arguments): `build_parser()` imports no subcommand module."""
     parser = argparse.ArgumentParser(
         prog="minutes",
         description="Streaming meeting transcription: words, times, speakers and where they sit.",
@@ -37,13 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (env MINUTES_LOG_LEVEL)")
     parser.add_argument("--log-format", default=None, choices=LOG_FORMATS, help="text|json (env MINUTES_LOG_FORMAT)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        importlib.import_module(module).register(sub)
+    for name, cmd in COMMANDS.items():
+        if name == command:
+            importlib.import_module(cmd.module).register(sub)
+        else:  # a stub: its own --help and arguments pass through to the real one, see `main`
+            sub.add_parser(name, help=cmd.help, add_help=False)
     return parser
 
 
+def chosen_command(argv: list[str] | None = None) -> str | None:
+    """The subcommand `argv` names, found by the stub parser (so global options and their
+    values are skipped as argparse would); `minutes --help` and `--version` exit here."""
+    args, _ = build_parser().parse_known_args(argv)
+    return args.command
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,9 +1,17 @@
-"""Transcript renderings for REST answers: json (the default), srt, vtt, rttm, txt."""
+"""Transcript renderings for REST answers: json (the default), srt, vtt, rttm, txt.
+
+The formats themselves are `minutes.transcript`'s; what is the server's is reading a stored
+result back into a `Transcript` and, for RTTM, letting speech segments stand in as `UNKNOWN`
+turns when nobody was labelled (diarisation off), so an RTTM answer is never empty for speech.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from minutes.transcript import Transcript, to_rttm, to_srt, to_txt, to_vtt
+from minutes.types import Turn
 
 FORMATS = {
     "json": "application/json",
@@ -14,53 +22,20 @@ FORMATS = {
 }
 
 
-def _clock(t: float, sep: str) -> str:
-    ms = int(round(max(t, 0.0) * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
-def _cue_text(seg: dict[str, Any]) -> str:
-    return f"{seg['speaker']}: {seg['text']}" if seg.get("speaker") else seg["text"]
-
-
-def to_srt(result: dict[str, Any]) -> str:
-    cues = [s for s in result["segments"] if s.get("text")]
-    return "".join(f"{i}\n{_clock(s['start'], ',')} --> {_clock(s['end'], ',')}\n{_cue_text(s)}\n\n"
-                   for i, s in enumerate(cues, 1))
-
-
-def to_vtt(result: dict[str, Any]) -> str:
-    cues = [s for s in result["segments"] if s.get("text")]
-    return "WEBVTT\n\n" + "".join(f"{_clock(s['start'], '.')} --> {_clock(s['end'], '.')}\n{_cue_text(s)}\n\n" for s in cues)
-
-
-def to_rttm(result: dict[str, Any], file_id: str) -> str:
-    """NIST RTTM: one SPEAKER line per turn (segments stand in when nobody was labelled)."""
-    file_id = "".join(c if c.isalnum() or c in "._-" else "_" for c in file_id) or "audio"
-    turns = result.get("turns") or [
-        {"speaker": s.get("speaker") or "UNKNOWN", "start": s["start"], "end": s["end"]}
-        for s in result["segments"] if s.get("text")
-    ]
-    return "".join(
-        f"SPEAKER {file_id} 1 {t['start']:.3f} {max(t['end'] - t['start'], 0.0):.3f} <NA> <NA> {t['speaker']} <NA> <NA>\n"
-        for t in turns
-    )
-
-
-def to_txt(result: dict[str, Any]) -> str:
-    return "".join(s["text"] + "\n" for s in result["segments"] if s.get("text"))
+def _rttm(tr: Transcript, file_id: str) -> str:
+    turns = tr.turns or tuple(Turn(s.speaker or "UNKNOWN", s.start, s.end) for s in tr.segments if s.text)
+    return to_rttm(turns, file_id)
 
 
 def render(result: dict[str, Any], fmt: str, filename: str = "audio") -> str:
+    """A result of `server.transcribe.transcribe` (or a job's stored one) in a text format."""
+    tr = Transcript.from_dict(result)
     if fmt == "srt":
-        return to_srt(result)
+        return to_srt(tr)
     if fmt == "vtt":
-        return to_vtt(result)
+        return to_vtt(tr)
     if fmt == "rttm":
-        return to_rttm(result, Path(filename).stem)
+        return _rttm(tr, Path(filename).stem)
     if fmt == "txt":
-        return to_txt(result)
+        return to_txt(tr)
     raise ValueError(f"unknown format {fmt!r}")

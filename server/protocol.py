@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from compression.store import StoreError, split_ref
-from engine.arrays import PRESETS, GeometryError, resolve_array
+from minutes.arrays import PRESETS, GeometryError, resolve_array
 from engine.audio import ENCODINGS
 from engine.spec import StreamSpec
 
@@ -93,7 +93,7 @@ def parse_boost(value: Any, code: str = HOTWORD_ERROR) -> float | None:
 def _normalise(text: str) -> str:
     """Hotwords in the model's normalised text (upper case, numbers as words)."""
     try:
-        from corpus.text import normalise_text
+        from minutes.text import normalise_text
 
         return normalise_text(text)
     except ImportError:

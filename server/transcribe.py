@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
@@ -13,10 +12,11 @@ from typing import Any, BinaryIO
 import soundfile as sf
 
 from engine import End, EngineError, Final, SpeakerEvent
-from engine.arrays import GeometryError, resolve_array
 from engine.events import Failure
 from engine.spec import StreamSpec
-from minutes.types import Segment, Transcript, Turn
+from minutes.arrays import GeometryError, resolve_array
+from minutes.transcript import Transcript, turns_from_words
+from minutes.types import Segment
 from server.context import ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS
@@ -175,7 +175,8 @@ async def transcribe(ctx: ServerContext, fh: BinaryIO, params: FileParams) -> di
                 continue
     finally:
         stream.close()
-    turns = tuple(end.turns) if end.turns else tuple(turns_of(segments))
+    # The diariser's turns when it kept them; otherwise the words' labels (minutes.transcript's rule).
+    turns = tuple(end.turns or ()) or tuple(turns_from_words(w for s in segments for w in s.words))
     transcript = Transcript(tuple(segments), turns, round(end.duration, 3))
     out = transcript.to_dict()
     out["model"] = {"name": stream.model.name, "version": stream.model.manifest.version}
@@ -187,22 +188,3 @@ async def transcribe(ctx: ServerContext, fh: BinaryIO, params: FileParams) -> di
     out["wall_seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
-
-def turns_of(segments: list[Segment]) -> list[Turn]:
-    """Speaker turns: runs of consecutive words with the same speaker label."""
-    turns: list[Turn] = []
-    run: list = []
-    for w in (w for s in segments for w in s.words):
-        if run and (w.speaker != run[-1].speaker):
-            turns.extend(_turn(run))
-            run = []
-        run.append(w)
-    turns.extend(_turn(run))
-    return turns
-
-
-def _turn(words: list) -> list[Turn]:
-    if not words or words[0].speaker is None:
-        return []
-    az = [w.azimuth for w in words if w.azimuth is not None]
-    return [Turn(words[0].speaker, words[0].start, words[-1].end, round(statistics.median(az), 1) if az else None)]

@@ -1,5 +1,5 @@
 """The client's pieces that need no server: wire encoding, event parsing and re-basing after a
-reconnect, transcript assembly and the SRT/RTTM/JSON writers, the CLI's argument handling."""
+reconnect, speaker revisions, the CLI's argument handling (the formats: tests/test_transcript.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from clients.audio import AudioSourceError, FileSource, encode
 from clients.cli import resolve_array
 from clients.client import ClientConfig, ClientError, StartOptions, stream_url
 from clients.events import End, Final, Partial, Ready, ServerError, Speakers, Unknown, parse_event, shift_event
-from clients.formats import build_transcript, circular_mean, to_rttm, to_srt, turns_from_words
 from minutes.types import Segment, Word
 
 SAMPLE = Path(__file__).resolve().parents[1] / "clients" / "web" / "samples"
@@ -116,27 +115,6 @@ def test_shift_event_rebases_times_and_segment_ids():
 
 def _w(text, start, end, spk, az=None, conf=0.9):
     return Word(text, start, end, conf, spk, az)
-
-
-def test_turns_split_by_speaker_and_gap():
-    words = [_w("A", 0.0, 0.4, "S1", 350.0), _w("B", 0.5, 0.9, "S1", 10.0), _w("C", 1.0, 1.3, "S2", 180.0),
-             _w("D", 3.0, 3.2, "S2", 180.0), _w("E", 3.3, 3.5, None)]
-    turns = turns_from_words(words, max_gap=1.0)
-    assert [(t.speaker, t.start, t.end) for t in turns] == [("S1", 0.0, 0.9), ("S2", 1.0, 1.3), ("S2", 3.0, 3.2)]
-    assert turns[0].azimuth in (0.0, 360.0) or abs(turns[0].azimuth) < 1e-6  # circular, not 180
-    assert circular_mean([]) is None
-
-
-def test_srt_and_rttm_writers():
-    s0 = Segment(0, 0.5, 1.25, (_w("HELLO", 0.5, 0.9, "S1"), _w("THERE", 0.95, 1.25, "S1")), "S1")
-    s1 = Segment(2, 3661.0, 3662.5, (_w("BYE", 3661.0, 3662.5, "S2"),), "S2")
-    tr = build_transcript([s1, s0], duration=3663.0)
-    assert tr.text == "HELLO THERE BYE"
-    srt = to_srt(tr)
-    assert srt.splitlines()[:3] == ["1", "00:00:00,500 --> 00:00:01,250", "S1: HELLO THERE"]
-    assert "01:01:01,000 --> 01:01:02,500" in srt
-    rttm = to_rttm(tr, "meet").splitlines()
-    assert rttm[0].split() == ["SPEAKER", "meet", "1", "0.500", "0.750", "<NA>", "<NA>", "S1", "<NA>", "<NA>"]
 
 
 def test_cli_array_resolution():

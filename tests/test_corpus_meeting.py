@@ -10,11 +10,11 @@ import pyroomacoustics as pra
 import pytest
 import soundfile as sf
 
-from corpus import arrays
 from corpus.build import tree_digest
 from corpus.manifest import read_manifest
 from corpus.recipes.meeting import MeetingConfig, _overlap_ratio, build_meeting
 from corpus.recipes.mixture import MixtureConfig, build_mixture, overlap_delay
+from minutes import arrays
 
 SR = 16000
 
@@ -43,6 +43,7 @@ def _frame_db(x: np.ndarray) -> np.ndarray:
     return 10 * np.log10((x[: n * 160].reshape(n, 160) ** 2).mean(axis=1) + 1e-12)
 
 
+@pytest.mark.slow  # the `meeting` fixture builds a meeting: 13 s, paid by whichever test runs first
 def test_rttm_turns_match_speech_energy(meeting) -> None:
     _, m = meeting
     y, turns = m["audio"], m["turns"]
@@ -58,6 +59,7 @@ def test_rttm_turns_match_speech_energy(meeting) -> None:
     assert loud[grown].sum() / loud.sum() > 0.97
 
 
+@pytest.mark.slow  # `meeting` fixture
 def test_words_inside_turns_and_overlap_consistent(meeting) -> None:
     _, m = meeting
     for w in m["words"]:
@@ -77,6 +79,7 @@ def _doa(block: np.ndarray) -> float:
     return float(np.degrees(d.azimuth_recon[0]) % 360)
 
 
+@pytest.mark.slow  # `meeting` fixture
 def test_trajectories_match_rendered_direction(meeting) -> None:
     """DOA on words spoken alone (no other talker within 0.3 s) agrees with the ground truth,
     for static and moving talkers alike."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from corpus.build import tree_digest
@@ -32,6 +33,7 @@ def _build(out: Path) -> None:
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
 
 
+@pytest.mark.slow  # 27 s: two TTS engines through the CLI
 def test_native_build(tmp_path: Path) -> None:
     out = tmp_path / "native"
     _build(out)

@@ -10,13 +10,14 @@ import pyroomacoustics as pra
 import pytest
 import soundfile as sf
 
-from corpus import arrays, rooms, tts
+from corpus import rooms, tts
 from corpus.build import tree_digest
 from corpus.manifest import read_manifest, resolve_audio
 from corpus.readers import read_speechocean762, split_speakers
 from corpus.recipes.single import SingleConfig, build_single
 from corpus.sentences import is_test_text
 from corpus.text import ALPHABET
+from minutes import arrays
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speechocean762-train"
 
@@ -35,6 +36,7 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # the `built` fixture builds a corpus: 2-12 s, paid by whichever test runs first
 def test_manifests_audio_and_fields(built: Path) -> None:
     test = list(read_manifest(built / "test.jsonl"))
     train = list(read_manifest(built / "train.jsonl"))
@@ -52,6 +54,7 @@ def test_manifests_audio_and_fields(built: Path) -> None:
     assert all(r.room is not None for r in test)  # the test set is all through rooms
 
 
+@pytest.mark.slow  # `built` fixture
 def test_held_out_voices_texts_and_speakers(built: Path) -> None:
     test = list(read_manifest(built / "test.jsonl"))
     train = list(read_manifest(built / "train.jsonl"))
@@ -66,6 +69,7 @@ def test_held_out_voices_texts_and_speakers(built: Path) -> None:
         assert not {r.speaker.split(":")[1] for r in real} & dev
 
 
+@pytest.mark.slow  # `built` fixture, and a second build
 def test_same_seed_same_bytes(built: Path, tmp_path: Path) -> None:
     build_single(_cfg(tmp_path / "again"))
     assert tree_digest(tmp_path / "again") == tree_digest(built)

@@ -18,7 +18,8 @@ from diarisation.metrics import score
 from diarisation.online import OnlineConfig, OnlineDiariser
 from diarisation.pipeline import OfflineDiariser
 from diarisation.rttm import read_rttm, to_rttm
-from diarisation.synth import Utterance, circular7, linear4, load_speaker_audio, render, speechocean_dir
+from diarisation.synth import Utterance, load_speaker_audio, render, speechocean_dir
+from minutes.arrays import geometry
 from minutes.types import Turn
 
 torch.set_num_threads(1)
@@ -47,14 +48,14 @@ def two_speaker_scene():
         x = _trim(x)
         utts.append(Utterance(spk, x, t, az))
         t += len(x) / 16000 + 0.4
-    return render(utts, circular7(), rt60=0.3, snr_db=25, seed=3)
+    return render(utts, geometry("circular-7"), rt60=0.3, snr_db=25, seed=3)
 
 
 @needs_speech
 @pytest.mark.parametrize("method", ["normmusic", "srp"])
 def test_doa_static_source_within_a_few_degrees(method):
     x = _trim(load_speaker_audio(SPEAKERS[0], 2)[1])
-    scene = render([Utterance("a", x, 0.2, 127.0, distance=1.6)], circular7(), rt60=0.3, snr_db=25)
+    scene = render([Utterance("a", x, 0.2, 127.0, distance=1.6)], geometry("circular-7"), rt60=0.3, snr_db=25)
     f = doa_frames(scene.audio, scene.geometry, 16000, DOAConfig(method=method))
     err = _angle_err(f.azimuth[f.speech], 127.0)
     assert f.speech.sum() > 10
@@ -65,7 +66,7 @@ def test_doa_static_source_within_a_few_degrees(method):
 @needs_speech
 def test_doa_linear_array_folds_front_back():
     x = _trim(load_speaker_audio(SPEAKERS[1], 1)[0])
-    scene = render([Utterance("a", x, 0.2, 300.0, distance=1.5)], linear4(), rt60=0.25, snr_db=25)
+    scene = render([Utterance("a", x, 0.2, 300.0, distance=1.5)], geometry("linear-4"), rt60=0.25, snr_db=25)
     f = doa_frames(scene.audio, scene.geometry, 16000)
     # A line array hears 300° and its mirror 60° alike; either is right. Its 12 cm aperture,
     # 30° off end-fire, resolves less finely than the circular array.
@@ -195,7 +196,7 @@ def overlap_scene():
     utts.append(Utterance(SPEAKERS[0], a[3], t, 40.0))
     t += len(a[3]) / 16000 + 0.4
     utts.append(Utterance(SPEAKERS[1], b[3], t, 210.0))
-    return render(utts, circular7(), rt60=0.3, snr_db=25, seed=5)
+    return render(utts, geometry("circular-7"), rt60=0.3, snr_db=25, seed=5)
 
 
 def _overlap_interval(turns: list[Turn]) -> tuple[float, float]:

@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,36 @@ def test_help_lists_only_registered_commands():
     # Subcommands are the lines indented by exactly four spaces under "positional arguments".
     listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ") and line[4] != " "}
     assert listed == set(cli.COMMANDS), out.stdout
+
+
+def test_help_imports_no_torch_and_is_quick():
+    """`minutes --help` names the subcommands without importing them (train's flags come from a
+    dataclass beside torch: 16 s on a busy machine before the CLI went lazy)."""
+    code = ("import sys, contextlib, io\n"
+            "from minutes import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+            "    cli.main(['--help'])\n"
+            "assert 'serve' in out.getvalue() and 'diarise' in out.getvalue()\n"
+            "heavy = sorted(m for m in ('torch', 'server.cli', 'training.cli') if m in sys.modules)\n"
+            "print(heavy)\n")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+    assert elapsed < 5.0, elapsed  # generous: ~0.1 s idle; a bare interpreter start on a busy machine
+
+
+def test_stub_help_matches_each_modules_own():
+    """`COMMANDS` repeats each subcommand's help line so `--help` need not import it: the two agree."""
+    import argparse
+    import importlib
+
+    for name, cmd in cli.COMMANDS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(cmd.module).register(sub)
+        (action,) = [a for a in sub._choices_actions if a.dest == name]
+        assert action.help == cmd.help, name
 
 
 def test_every_registered_command_has_help():

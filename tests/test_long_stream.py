@@ -92,6 +92,7 @@ def _speech(seconds: float) -> np.ndarray:
     return np.concatenate(parts)[: int(seconds * 16000)]
 
 
+@pytest.mark.slow  # 10-15 s a case: minutes of audio through the engine
 @needs_speech
 @pytest.mark.parametrize("hotwords, minutes", [((), 10), (("MIKE", "WHITE"), 6)])
 def test_engine_stream_state_flat_over_long_audio(loaded_model, hotwords, minutes):
@@ -157,7 +158,8 @@ def test_engine_stream_state_flat_over_long_audio(loaded_model, hotwords, minute
 
 # -- the online diariser -------------------------------------------------------------------
 def _scene():
-    from diarisation.synth import Utterance, circular7, load_speaker_audio, render
+    from diarisation.synth import Utterance, load_speaker_audio, render
+    from minutes.arrays import geometry
 
     speakers = ("0103", "5408")
     a, b = (load_speaker_audio(s, 3) for s in speakers)
@@ -169,7 +171,7 @@ def _scene():
         x = x[on[0] : on[-1]] if len(on) else x
         utts.append(Utterance(spk, x, t, az))
         t += len(x) / 16000 + 0.4
-    return render(utts, circular7(), rt60=0.3, snr_db=25, seed=3)
+    return render(utts, geometry("circular-7"), rt60=0.3, snr_db=25, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +185,7 @@ def diariser():
     return OnlineDiariser()
 
 
+@pytest.mark.slow  # 10 s
 def test_online_diariser_bounded_memory_same_labels_and_turns(diariser):
     """A looped two-talker scene (~3 min) through a stream with a 20 s memory and one with
     none: identical events, word labels and turns; the bounded one holds ≤ 20 s of steps."""

@@ -372,11 +372,12 @@ def test_batching_many_streams_in_one_decode(server):
 
 
 def _scene():
-    from diarisation.synth import Utterance, circular7, load_speaker_audio, render
+    from diarisation.synth import Utterance, load_speaker_audio, render
+    from minutes.arrays import geometry
 
     a, b = load_speaker_audio("0001", 2), load_speaker_audio("0005", 1)
     utts = [Utterance("A", a[0], 0.5, 40.0), Utterance("B", b[0], 4.0, 220.0), Utterance("A", a[1], 8.0, 40.0)]
-    return render(utts, circular7())
+    return render(utts, geometry("circular-7"))
 
 
 def _near(az: float, want: float, tol: float = 20.0) -> bool:
@@ -440,6 +441,7 @@ def test_rest_transcription_formats_and_diarised_upload(server, model_store):
         assert len({line[7] for line in lines}) >= 2
 
 
+@pytest.mark.slow  # 11 s: two server start-ups
 def test_jobs_survive_a_restart(model_store, tmp_path):
     audio = np.concatenate([speech_with_pauses()] * 3)  # ~40 s: long enough to catch it running
     path = tmp_path / "long.flac"
@@ -570,6 +572,7 @@ def test_a_frame_far_over_the_limit_is_cut_by_the_websocket_layer(server):
     assert httpx.get(f"http://{server}/healthz").status_code == 200
 
 
+@pytest.mark.slow  # 8 s: waits out the idle timeout
 def test_idle_stream_is_flushed_and_closed(server):
     x = clip(CLIPS[0])
     with ws(server) as conn:

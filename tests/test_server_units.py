@@ -131,15 +131,19 @@ def test_parse_text_refuses_garbage():
 
 
 def test_formats():
-    result = {"segments": [
-        {"id": 0, "start": 0.5, "end": 1.25, "text": "HELLO WORLD", "speaker": "S1", "words": []},
-        {"id": 2, "start": 3661.0, "end": 3662.5, "text": "BYE", "speaker": None, "words": []},
+    hello = [{"text": "HELLO", "start": 0.5, "end": 0.9}, {"text": "WORLD", "start": 0.95, "end": 1.25}]
+    result = {"segments": [  # the shape `transcribe` answers with: a segment's text joins its words
+        {"id": 0, "start": 0.5, "end": 1.25, "text": "HELLO WORLD", "speaker": "S1", "words": hello},
+        {"id": 2, "start": 3661.0, "end": 3662.5, "text": "BYE", "speaker": None,
+         "words": [{"text": "BYE", "start": 3661.0, "end": 3662.5}]},
     ], "turns": [{"speaker": "S1", "start": 0.5, "end": 1.25, "azimuth": 40.0}]}
     srt = render(result, "srt")
     assert srt.startswith("1\n00:00:00,500 --> 00:00:01,250\nS1: HELLO WORLD\n\n2\n01:01:01,000 --> 01:01:02,500\nBYE\n")
     assert render(result, "vtt").startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.250\nS1: HELLO WORLD\n")
     assert render(result, "rttm", "meet ing.flac") == "SPEAKER meet_ing 1 0.500 0.750 <NA> <NA> S1 <NA> <NA>\n"
     assert render(result, "txt") == "HELLO WORLD\nBYE\n"
+    unlabelled = {**result, "turns": []}  # diarisation off: speech segments stand in as UNKNOWN
+    assert render(unlabelled, "rttm", "m").splitlines()[1] == "SPEAKER m 1 3661.000 1.500 <NA> <NA> UNKNOWN <NA> <NA>"
 
 
 def test_stream_slots():

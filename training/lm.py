@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from corpus.text import normalise_text
 from decoding.ngram import NgramLM
 from decoding.tokenizer import Tokenizer
+from minutes.text import normalise_text
 from models.lm import LMConfig, TokenLM, save_lm
 
 log = logging.getLogger(__name__)

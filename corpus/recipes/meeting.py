@@ -30,11 +30,14 @@ import numpy as np
 import pyroomacoustics as pra
 import soundfile as sf
 
-from corpus import arrays, rooms, tts
+from corpus import rooms, tts
 from corpus.align import align_words
 from corpus.build import BuildStats, run_shards
 from corpus.manifest import Record
 from corpus.trajectory import Trajectory, Waypoint
+from minutes import arrays
+from minutes.transcript import to_rttm
+from minutes.types import Turn as SpeakerTurn
 
 SR = 16000
 BACKCHANNELS = ("YEAH", "RIGHT", "OKAY", "I SEE", "EXACTLY", "SURE", "MM HMM", "YES", "GOOD POINT", "ABSOLUTELY")
@@ -350,9 +353,7 @@ def render_meeting(p: MeetingPlan) -> list[Record]:
     for sub in ("audio", "rttm", "words", "trajectories"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     sf.write(out / "audio" / f"{p.id}.flac", y.astype(np.float32), SR, format="FLAC", subtype="PCM_16")
-    (out / "rttm" / f"{p.id}.rttm").write_text(
-        "".join(f"SPEAKER {p.id} 1 {s:.3f} {e - s:.3f} <NA> <NA> {spk} <NA> <NA>\n" for spk, s, e in turns)
-    )
+    (out / "rttm" / f"{p.id}.rttm").write_text(to_rttm([SpeakerTurn(spk, s, e) for spk, s, e in turns], p.id))
     (out / "words" / f"{p.id}.json").write_text(json.dumps(words, separators=(",", ":")))
     trajs = {names[k]: {**t.sample(duration), "moving": t.moving} for k, t in enumerate(p.trajectories)}
     (out / "trajectories" / f"{p.id}.json").write_text(json.dumps(trajs, separators=(",", ":")))

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from corpus import arrays, rooms, tts
+from corpus import rooms, tts
 from corpus.build import BuildStats, run_shards
 from corpus.manifest import Record
 from corpus.readers import Utterance
 from corpus.recipes.meeting import _PRA_DELAY, _person
 from corpus.recipes.single import _text, _voices, real_train_utterances
+from minutes import arrays
 
 SR = 16000
 

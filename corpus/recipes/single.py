@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from corpus import arrays, rooms, tts
+from corpus import rooms, tts
 from corpus.build import BuildStats, run_shards
 from corpus.manifest import Record
 from corpus.readers import Utterance, read_speechocean762, split_speakers
+from minutes import arrays
 
 SR = 16000
 WORDS_PER_SECOND = 3.1  # flite/festival/espeak/piper at rate 1.0, measured on a 1.4 h build

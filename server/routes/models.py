@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from engine.arrays import PRESETS
+from minutes.arrays import preset_names, preset_rows
 from server.context import ApiKey, Ctx
 
 router = APIRouter(tags=["models"])
@@ -21,4 +21,4 @@ def list_models(ctx: Ctx, _key: ApiKey) -> dict[str, Any]:
 @router.get("/v1/arrays")
 def list_arrays(_key: ApiKey) -> dict[str, Any]:
     """Array presets a `start` message or upload may name, with their mic positions (metres)."""
-    return {"presets": PRESETS}
+    return {"presets": {name: preset_rows(name) for name in preset_names()}}

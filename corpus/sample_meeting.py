@@ -8,8 +8,10 @@ pyroomacoustics renders them through a shoebox room onto the array, each from it
 
 Writes `<out>/<name>.flac` (7 channels, 16-bit), `<name>.rttm` (who spoke when) and
 `<name>.json` (reference: geometry preset, speakers with azimuths, turns with text).
-Run: `python -m clients.sample_meeting --out clients/web/samples` (same seed, same bytes).
+Run: `python -m corpus.sample_meeting --out clients/web/samples` (same seed, same bytes).
 `--from-corpus DIR --meeting ID` imports a meeting the corpus builder made instead.
+It lives in `corpus/` (not `clients/`, whose web page it feeds) because it reads the corpus:
+`clients/` never imports `corpus/`.
 """
 
 from __future__ import annotations
@@ -23,15 +25,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from minutes.arrays import geometry
+from minutes.transcript import circular_mean, read_rttm, to_rttm
+from minutes.types import Turn as SpeakerTurn
+
 SAMPLE_RATE = 16000
-
-
-def circular7(radius: float = 0.0425) -> np.ndarray:
-    """The `circular-7` preset (DESIGN.md): 6 mics on a circle, the first on +x, counter-clockwise,
-    plus the centre mic last. Shape (7, 3), metres relative to the array centre."""
-    angles = np.deg2rad(np.arange(6) * 60.0)
-    ring = np.stack([radius * np.cos(angles), radius * np.sin(angles), np.zeros(6)], axis=1)
-    return np.vstack([ring, np.zeros((1, 3))])
+SAMPLES = Path(__file__).resolve().parents[1] / "clients" / "web" / "samples"
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def render(cfg: SampleConfig) -> tuple[np.ndarray, list[Turn]]:
     absorption, max_order = pra.inverse_sabine(cfg.rt60, list(cfg.room))
     room = pra.ShoeBox(list(cfg.room), fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=max_order)
     centre = np.array(cfg.array_centre)
-    room.add_microphone_array((circular7() + centre).T)
+    room.add_microphone_array((geometry("circular-7") + centre).T)
     turns: list[Turn] = []
     t = 0.5
     for s, k in order:
@@ -133,9 +132,7 @@ def write(cfg: SampleConfig, out: Path) -> dict:
     audio, turns = render(cfg)
     out.mkdir(parents=True, exist_ok=True)
     sf.write(out / f"{cfg.name}.flac", audio, SAMPLE_RATE, subtype="PCM_16")
-    with open(out / f"{cfg.name}.rttm", "w") as fh:
-        for tr in turns:
-            fh.write(f"SPEAKER {cfg.name} 1 {tr.start:.3f} {tr.end - tr.start:.3f} <NA> <NA> {tr.speaker} <NA> <NA>\n")
+    (out / f"{cfg.name}.rttm").write_text(to_rttm([SpeakerTurn(t.speaker, t.start, t.end) for t in turns], cfg.name))
     ref = {
         "name": cfg.name,
         "audio": f"{cfg.name}.flac",
@@ -146,7 +143,7 @@ def write(cfg: SampleConfig, out: Path) -> dict:
         "speakers": {s: {"azimuth": a} for s, a in zip(cfg.speakers, cfg.azimuths)},
         "text": " ".join(tr.text for tr in turns),
         "turns": [{k: v for k, v in asdict(tr).items() if k != "extra"} for tr in turns],
-        "source": "speechocean762 dev speakers rendered with pyroomacoustics (clients/sample_meeting.py)",
+        "source": "speechocean762 dev speakers rendered with pyroomacoustics (corpus/sample_meeting.py)",
     }
     (out / f"{cfg.name}.json").write_text(json.dumps(ref, indent=1) + "\n")
     return ref
@@ -165,17 +162,15 @@ def import_corpus_meeting(corpus_dir: Path, meeting_id: str, out: Path, name: st
     words = json.loads((corpus_dir / rec.extra["words"]).read_text())
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(corpus_dir / rec.audio, out / f"{name}.flac")
-    turns, lines = [], []
-    for line in (corpus_dir / rec.extra["rttm"]).read_text().splitlines():
-        f = line.split()
-        spk, start, end = f[7], float(f[3]), float(f[3]) + float(f[4])
-        inside = [w for w in words if w["speaker"] == spk and start <= (w["start"] + w["end"]) / 2 < end]
-        az = [math.radians(w["azimuth"]) for w in inside]
-        mean = math.degrees(math.atan2(sum(map(math.sin, az)), sum(map(math.cos, az)))) % 360 if az else None
-        turns.append({"speaker": spk, "start": start, "end": round(end, 3), "text": " ".join(w["word"] for w in inside),
+    turns = []
+    ref_turns = [t for ts in read_rttm(corpus_dir / rec.extra["rttm"]).values() for t in ts]
+    for t in ref_turns:
+        inside = [w for w in words if w["speaker"] == t.speaker and t.start <= (w["start"] + w["end"]) / 2 < t.end]
+        mean = circular_mean(w["azimuth"] for w in inside)
+        turns.append({"speaker": t.speaker, "start": t.start, "end": round(t.end, 3),
+                      "text": " ".join(w["word"] for w in inside),
                       "azimuth": None if mean is None else round(mean, 1), "utterance": ""})
-        lines.append(" ".join([*f[:1], name, *f[2:]]) + "\n")
-    (out / f"{name}.rttm").write_text("".join(lines))
+    (out / f"{name}.rttm").write_text(to_rttm(ref_turns, name))
     ref = {
         "name": name, "audio": f"{name}.flac", "sample_rate": rec.sample_rate, "channels": rec.channels,
         "array": rec.array, "duration": round(rec.duration, 3),
@@ -189,7 +184,7 @@ def import_corpus_meeting(corpus_dir: Path, meeting_id: str, out: Path, name: st
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "web" / "samples")
+    p.add_argument("--out", type=Path, default=SAMPLES)
     p.add_argument("--seed", type=int, default=SampleConfig.seed)
     p.add_argument("--from-corpus", type=Path, default=None, help="a `meeting` corpus folder to import from")
     p.add_argument("--meeting", default=None, help="with --from-corpus: the meeting id")
