@@ -326,8 +326,15 @@ class _Run:
 
     def rebase(self) -> None:
         """Before a new connection: resume from the first kept block after the last final."""
-        while self.replay and self.replay[0][0] + len(self.replay[0][1]) / self.source.sample_rate <= self.last_final_end:
+        rate = self.source.sample_rate
+        while self.replay and self.replay[0][0] + len(self.replay[0][1]) / rate <= self.last_final_end:
             self.replay.popleft()
+        if self.replay and self.replay[0][0] < self.last_final_end:
+            # cut the first block at the last final's end: audio the server already turned into a
+            # final is not heard twice (its tail word would come back as a duplicate, earlier in time)
+            t0, block = self.replay[0]
+            skip = min(len(block), int(round((self.last_final_end - t0) * rate)))
+            self.replay[0] = (t0 + skip / rate, block[skip:])
         self.offset = self.replay[0][0] if self.replay else self.sent_until
         self.segment_offset = self.next_segment
         self.stopped = False

@@ -17,6 +17,9 @@ class EngineConfig:
     diarisation: bool = True  # use diarisation.online when it is installed
     verify_checksums: bool = True  # re-hash artefacts on load
     max_models: int = 3  # models kept loaded at once (least recently used is dropped)
+    # store model that cases and punctuates finals (options.format = "display"); "" turns it off
+    punctuator: str = "punctuator"
+    split_at_speaker_changes: bool = True  # a final never spans two diarised speakers
     # s of diariser step labels a stream keeps for labelling words: more than a segment can last
     # (the recogniser closes one at 20 s) plus the audio a stream may queue (20 s), with margin
     diariser_memory_seconds: float = 120.0

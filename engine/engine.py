@@ -118,6 +118,8 @@ class Engine:
         self._load_lock = threading.Lock()
         self._diariser: Any = None
         self.diarisation_reason = "diarisation is off in the server's configuration"
+        self.punctuator: Any = None  # models.punctuation.Punctuator, shared by every stream
+        self.punctuation_reason = "punctuation is off in the server's configuration"
         self.status = "starting"  # starting | loading | ready | no_model
         self.reason = "starting"
         self._started = False
@@ -147,6 +149,7 @@ class Engine:
             self.status, self.reason = "no_model", f"no model loaded: {exc}"
             log.warning("no model loaded: %s (the server runs; /readyz answers 503)", exc)
             return
+        self._setup_punctuator()  # before "ready": a stream opened then must already be punctuated
         self.status = "ready"
         self.reason = f"model {self.config.model!r} loaded"
         self._setup_diariser()
@@ -245,6 +248,29 @@ class Engine:
                  manifest.architecture)
         return LoadedModel(name, manifest, rec, options_cls)
 
+    # -- punctuation -----------------------------------------------------------------------
+    def _setup_punctuator(self) -> None:
+        """Load the punctuator; without one, streams get the recogniser's tokens and a warning."""
+        if not self.config.punctuator:
+            return
+        try:
+            name, version = split_ref(self.config.punctuator)
+            folder, manifest = self.store.resolve(name, version, verify=self.config.verify_checksums)
+            from models.punctuation import Punctuator
+
+            self.punctuator = Punctuator.load(folder)
+            self.punctuation_reason = ""
+            log.info("punctuator %s/%s loaded", name, manifest.version)
+        except Exception as exc:  # a server without the punctuator still transcribes
+            log.warning("no punctuator: %s (finals stay in the recogniser's normalised text)", exc)
+            self.punctuation_reason = f"punctuation is not available on this server: {exc}"
+
+    def text_format(self, spec: StreamSpec) -> tuple[str, str | None]:
+        """The text format a stream gets and, when it differs from what was asked, why."""
+        if spec.format == "display" and self.punctuator is None:
+            return "raw", self.punctuation_reason or "punctuation is not available on this server"
+        return spec.format, None
+
     # -- diarisation -----------------------------------------------------------------------
     def _setup_diariser(self) -> None:
         if not self.config.diarisation:
@@ -276,7 +302,14 @@ class Engine:
         diariser = None
         if spec.diarisation and self._diariser is not None and spec.geometry is not None:
             diariser = self._new_diariser_stream(spec, model.recogniser.sample_rate, keep_turns)
-        stream = EngineStream(uuid.uuid4().hex[:16], spec, model, sink, diariser)
+        fmt, _ = self.text_format(spec)
+        display = None
+        if fmt == "display":
+            from engine.display import DisplayWriter
+
+            display = DisplayWriter(self.punctuator)
+        stream = EngineStream(uuid.uuid4().hex[:16], spec, model, sink, diariser, display,
+                              self.config.split_at_speaker_changes)
         worker = min(self.workers, key=lambda w: w.active)
         stream.worker = worker
         worker.add(stream)

@@ -20,6 +20,7 @@ class StreamSpec:
     diarisation: bool = False  # asked for; the engine may not have it
     model: str | None = None  # None: the server's default
     channel: str | int = "mean"  # what the recogniser hears: mean of channels, or one index
+    format: str = "display"  # display: cased and punctuated words | raw: the recogniser's tokens
 
     @property
     def geometry_array(self) -> np.ndarray | None:

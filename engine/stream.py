@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from engine.audio import StreamingResampler, select_channel
+from engine.display import DisplayWriter
 from engine.events import End, Failure, Final, Partial, SpeakerEvent
 from engine.spec import StreamSpec
 from minutes.types import Segment, Word
@@ -43,6 +44,20 @@ class Decoding:
     def to_dict(self) -> dict[str, Any]:
         return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
                 "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}
+
+
+def speaker_runs(words: list[Word]) -> list[list[Word]]:
+    """Split words where the speaker label changes. An unlabelled word (diarisation had no
+    frame for it) stays with the word before it: it is no evidence of a change."""
+    runs: list[list[Word]] = []
+    current: str | None = None
+    for w in words:
+        if runs and (w.speaker is None or current is None or w.speaker == current):
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+        current = w.speaker if w.speaker is not None else current
+    return runs
 
 
 class SummaryText:
@@ -94,7 +109,8 @@ class _Inbox:
 class EngineStream:
     """Per-stream state; created by `Engine.open_stream`."""
 
-    def __init__(self, stream_id: str, spec: StreamSpec, model: Any, sink: Sink, diariser: Any | None):
+    def __init__(self, stream_id: str, spec: StreamSpec, model: Any, sink: Sink, diariser: Any | None,
+                 display: DisplayWriter | None = None, split_speakers: bool = True):
         self.id = stream_id
         self.spec = spec
         self.model = model  # engine.engine.LoadedModel
@@ -108,6 +124,8 @@ class EngineStream:
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
         self.diariser = diariser  # diarisation stream (accept/label/events) or None
         self.diar_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate) if diariser else None
+        self.display = display  # cases and punctuates the text (None: the recogniser's tokens)
+        self.split_speakers = split_speakers  # one final per speaker turn (issue 16)
         self._lock = threading.Lock()
         self._inbox = _Inbox()
         # worker-side state
@@ -245,24 +263,38 @@ class EngineStream:
             if res.text != (self.last_partial or "") and res.text:
                 start = res.words[0].start if res.words else self.segment_start
                 stable = max(0, min(int(res.stable_chars), len(res.text)))
-                self.emit(Partial(self.segment_id, res.text, stable, round(start, 3), round(self.decoded_seconds(), 3)))
+                text = res.text
+                if self.display is not None:
+                    shown = self.display.partial(text, stable)
+                    text, stable = shown.text, shown.stable_chars
+                self.emit(Partial(self.segment_id, text, stable, round(start, 3), round(self.decoded_seconds(), 3)))
                 self.last_partial = res.text
         self._diar_events()
 
     def close_segment(self) -> None:
+        """The recogniser's segment → one `Final` per speaker turn in it (a final never spans
+        two speakers); each takes the next segment id, so ids stay unique and increasing."""
         words = list(self.rs.reset_segment())
         if words:
             words = self._label(words)  # diariser labels + rounding
-            speakers = [w.speaker for w in words if w.speaker is not None]
-            speaker = Counter(speakers).most_common(1)[0][0] if speakers else None
-            seg = Segment(self.segment_id, words[0].start, words[-1].end, tuple(words), speaker)
-            self.emit(Final(seg))
-            self.finals += 1
-            self.words += len(words)
-            self.summary.append(seg.text)
+            if self.display is not None:  # punctuated whole: the tagger reads across the turns
+                words = self.display.final(words)
+            runs = speaker_runs(words) if self.split_speakers else [words]
+            for i, run in enumerate(runs):
+                if i:
+                    self.segment_id += 1
+                speakers = [w.speaker for w in run if w.speaker is not None]
+                speaker = Counter(speakers).most_common(1)[0][0] if speakers else None
+                seg = Segment(self.segment_id, run[0].start, run[-1].end, tuple(run), speaker)
+                self.emit(Final(seg))
+                self.finals += 1
+                self.words += len(run)
+                self.summary.append(seg.text)
         self.segment_id += 1
         self.segment_start = round(self.decoded_seconds(), 3)
         self.last_partial = None
+        if self.display is not None:
+            self.display.reset_partial()
 
     def flush_syncs(self) -> None:
         with self._lock:

@@ -26,9 +26,20 @@ class Word:
     conf: float = 1.0  # in [0, 1]
     speaker: str | None = None  # diarisation label, e.g. "S1"
     azimuth: float | None = None  # degrees, CCW from array +x, [0, 360)
+    # The recogniser's normalised token ("DON'T") when `text` is the punctuator's display form
+    # ("don't,"); None when `text` is the token itself (options.format = "raw").
+    token: str | None = None
+
+    @property
+    def normalised(self) -> str:
+        """The token WER and hotwords are judged on, whichever form `text` is in."""
+        return self.token if self.token is not None else self.text
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["token"] is None:
+            del d["token"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Word":
@@ -48,6 +59,10 @@ class Segment:
     @property
     def text(self) -> str:
         return " ".join(w.text for w in self.words)
+
+    @property
+    def normalised_text(self) -> str:
+        return " ".join(w.normalised for w in self.words)
 
     def to_dict(self) -> dict[str, Any]:
         return {

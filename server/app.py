@@ -30,7 +30,7 @@ def engine_config(config: ServerConfig) -> EngineConfig:
     return EngineConfig(store=config.model_store, model=config.model, max_batch=config.max_batch,
                         loop_interval_ms=config.loop_interval_ms, threads=config.threads,
                         decoders=config.decoders,
-                        diarisation=config.diarisation)
+                        diarisation=config.diarisation, punctuator=config.punctuator)
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:

@@ -19,6 +19,7 @@ class ServerConfig:
     threads: int = field(default=1, metadata={"help": "torch threads of each decoder"})
     decoders: int = field(default=1, metadata={"help": "decoder threads (each batches its own streams)"})
     diarisation: bool = field(default=True, metadata={"help": "use the online diariser when available"})
+    punctuator: str = field(default="punctuator", metadata={"help": "store model that cases and punctuates finals (empty: off)"})
     # limits
     max_streams: int = field(default=64, metadata={"help": "concurrent streams (both WebSocket endpoints)"})
     max_streams_per_key: int = field(default=0, metadata={"help": "concurrent streams per API key (0: no cap)"})

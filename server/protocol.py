@@ -13,7 +13,8 @@ from engine.spec import StreamSpec
 
 MAX_TEXT_BYTES = 64 * 1024
 START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
-OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel"}
+OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format"}
+TEXT_FORMATS = ("display", "raw")  # cased and punctuated words | the recogniser's normalised tokens
 # Hotword limits (docs/protocol.md): the trie and the per-frame bonus rows grow with them, so a
 # client cannot make one stream's search arbitrarily slow for everyone on its batch.
 MAX_HOTWORDS, MAX_HOTWORD_CHARS, MAX_HOTWORD_BOOST = 100, 100, 10.0
@@ -108,6 +109,12 @@ def parse_channel(value: Any, channels: int, code: str = "invalid_start") -> str
     return value
 
 
+def parse_text_format(value: Any, code: str = "invalid_start", field: str = "options.format") -> str:
+    if value not in TEXT_FORMATS:
+        raise ProtocolError(code, f"{field} must be one of {list(TEXT_FORMATS)}")
+    return value
+
+
 def parse_model(value: Any, code: str, field: str) -> str:
     """A model reference, `name` or `name/version` (e.g. `default/5`), checked for its shape
     only; whether the store has it is the engine's `unknown_model`."""
@@ -161,4 +168,5 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         diarisation=_bool(options.get("diarisation", multi_mic), "options.diarisation"),
         model=model,
         channel=parse_channel(options.get("channel", "mean"), channels),
+        format=parse_text_format(options.get("format", "display")),
     )

@@ -20,7 +20,8 @@ from minutes.types import Segment
 from server.context import ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS
-from server.protocol import HOTWORD_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords, parse_model
+from server.protocol import (HOTWORD_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords, parse_model,
+                             parse_text_format)
 
 BLOCK_SECONDS = 1.0
 
@@ -36,6 +37,7 @@ class FileParams:
     model: str | None = None  # `name` or `name/version`; None: the server's model
     channel: str | int = "mean"
     hotword_boost: float | None = None  # None: the model's default
+    text: str = "display"  # the words as people read them | "raw": the recogniser's tokens
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -52,7 +54,14 @@ def _invalid(message: str) -> ApiError:
 
 
 def parse_form(array: str | None, format: str | None, diarisation: str | None, hotwords: str | None,
-               model: str | None, channel: str | None, hotword_boost: str | None = None) -> FileParams:
+               model: str | None, channel: str | None, hotword_boost: str | None = None,
+               text: str | None = None) -> FileParams:
+    """The form fields, checked. `format` is the answer's file format (json, srt, ...); `text` is
+    the words' form, as a stream's `options.format`: "display" (cased, punctuated) or "raw"."""
+    try:  # first: `text` is reused below for the other fields' strings
+        text_format = parse_text_format((text or "display").strip().lower(), "invalid_field", "text")
+    except ProtocolError as exc:
+        raise _invalid(str(exc)) from None
     fmt = (format or "json").strip().lower()
     if fmt not in FORMATS:
         raise _invalid(f"format must be one of {sorted(FORMATS)}")
@@ -104,7 +113,7 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
             ref = parse_model(model.strip(), "invalid_field", "model")
         except ProtocolError as exc:
             raise _invalid(str(exc)) from None
-    return FileParams(arr, fmt, diar, words, ref, chan, boost)
+    return FileParams(arr, fmt, diar, words, ref, chan, boost, text_format)
 
 
 def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
@@ -122,7 +131,7 @@ def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
         geometry=None if geometry is None else tuple(tuple(float(v) for v in g) for g in geometry),
         partials=False, hotwords=params.hotwords, hotword_boost=params.hotword_boost,
         diarisation=multi if params.diarisation is None else params.diarisation,
-        model=params.model, channel=channel,
+        model=params.model, channel=channel, format=params.text,
     )
 
 
@@ -181,8 +190,11 @@ async def transcribe(ctx: ServerContext, fh: BinaryIO, params: FileParams) -> di
     out = transcript.to_dict()
     out["model"] = {"name": stream.model.name, "version": stream.model.manifest.version}
     out["decoding"] = stream.decoding.to_dict()
-    if stream.decoding.warnings:
-        out["warnings"] = list(stream.decoding.warnings)
+    text_format, why = engine.text_format(spec)
+    out["text_format"] = text_format
+    warnings = list(stream.decoding.warnings) + ([why] if why else [])
+    if warnings:
+        out["warnings"] = warnings
     out["processing_seconds"] = round(end.processing_seconds, 4)
     out["rtf"] = round(end.processing_seconds / end.duration, 4) if end.duration else 0.0
     out["wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -112,6 +112,9 @@ class StreamSession:
             warnings.append(self.engine.diarisation_reason or "diarisation needs an array geometry with 2 or more mics")
         decoding = stream.decoding  # what the recogniser stream was built with
         warnings.extend(decoding.warnings)
+        text_format, why = self.engine.text_format(spec)
+        if why:
+            warnings.append(why)
         return {
             "type": "ready", "protocol": "v1", "stream_id": stream.id,
             "model": {"name": model.name, "version": model.manifest.version},
@@ -122,7 +125,7 @@ class StreamSession:
             "chunk_seconds": rec.chunk_seconds,
             "options": {"partials": spec.partials, "hotwords": list(decoding.hotwords),
                         "hotword_boost": decoding.hotword_boost, "diarisation": diarisation,
-                        "model": model.ref, "channel": spec.channel},
+                        "model": model.ref, "channel": spec.channel, "format": text_format},
             "decoding": decoding.to_dict(),
             "limits": {"max_message_bytes": self.cfg.max_message_bytes,
                        "max_session_seconds": self.cfg.max_session_seconds,

@@ -139,7 +139,8 @@ class VoskSession:
         except AudioFormatError as exc:
             return await self.error(exc.code, str(exc))
         if self.stream is None:
-            spec = StreamSpec(sample_rate=self.sample_rate, hotwords=self.hotwords, partials=True)
+            spec = StreamSpec(sample_rate=self.sample_rate, hotwords=self.hotwords, partials=True,
+                              format="raw")  # Vosk's clients expect the recogniser's lower-cased words
             try:
                 self.stream = self.engine.open_stream(spec, self.conn.sink)
             except EngineError as exc:

@@ -154,7 +154,7 @@ def test_mixed_batch_each_stream_decoded_with_its_own_hotwords(server, rec, mode
         texts = []
         for conn in conns:
             events, _ = drain(conn)
-            texts.append([w["text"] for e in events if e["type"] == "final" for w in e["words"]])
+            texts.append([w["token"] for e in events if e["type"] == "final" for w in e["words"]])
     if rec.default_decoder == "ctc":
         assert texts[0] == texts[1]
         return
@@ -177,7 +177,7 @@ def test_rest_and_jobs_take_hotwords(server, rec, model_store):  # noqa: F811
         body = r.json()
         if rec.default_decoder != "ctc":
             assert body["decoding"]["hotwords"] == hot and body["decoding"]["hotword_boost"] == 3.0
-            assert [w["text"] for s in body["segments"] for w in s["words"]] == want
+            assert [w["token"] for s in body["segments"] for w in s["words"]] == want
     for fields, says in [({"hotwords": "[1, 2]"}, "hotwords[0]"), ({"hotwords": "[oops"}, "JSON"),
                          ({"hotwords": json.dumps(["w"] * 101)}, "at most 100"),
                          ({"hotwords": "mike", "hotword_boost": "lots"}, "hotword_boost")]:
@@ -195,5 +195,5 @@ def test_rest_and_jobs_take_hotwords(server, rec, model_store):  # noqa: F811
         time.sleep(0.3)
     assert state["status"] == "done", state
     if rec.default_decoder != "ctc":
-        assert [w["text"] for s in state["result"]["segments"] for w in s["words"]] == want
+        assert [w["token"] for s in state["result"]["segments"] for w in s["words"]] == want
         assert state["result"]["decoding"]["hotwords"] == hot
