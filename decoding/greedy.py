@@ -32,9 +32,15 @@ def greedy_search(
     state: PredictorState,
     frame_offsets: list[int] | None = None,
     max_symbols: int = 3,
+    blank_penalty: float | Tensor = 0.0,
 ) -> tuple[list[list[Emission]], PredictorState]:
     """enc (B, N, D) encoder frames, lengths (B,) valid frames per row, state for B streams.
-    Returns the tokens each stream emitted (with absolute frames) and the new state."""
+    Returns the tokens each stream emitted (with absolute frames) and the new state.
+
+    `blank_penalty` is subtracted from the blank logit before the argmax (and the posterior):
+    a model whose errors are mostly deletions (a predictor trained on short utterances that
+    learnt to fall silent after a few words) emits the words its encoder already heard.
+    A float, or a (B,) tensor when batched streams asked for different penalties."""
     b, n, _ = enc.shape
     offsets = frame_offsets or [0] * b
     out: list[list[Emission]] = [[] for _ in range(b)]
@@ -46,6 +52,8 @@ def greedy_search(
             if not bool(active.any()):
                 break
             logits = model.joiner.out(torch.tanh(enc_p[:, t] + pred_p))
+            if isinstance(blank_penalty, Tensor) or blank_penalty:
+                logits[:, BLANK] -= blank_penalty  # a float, or one value per stream (B,)
             tok = logits.argmax(-1)
             emit = active & (tok != BLANK)
             if not bool(emit.any()):

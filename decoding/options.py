@@ -30,8 +30,12 @@ class DecodingOptions:
     hotwords: tuple[str, ...] = ()  # words/phrases to boost (normalised text), per session
     hotword_score: float = 2.0  # log-score bonus per matched token of a hotword
     max_symbols_per_frame: int = 3  # greedy only: cap on emissions in one encoder frame
+    blank_penalty: float = 0.0  # subtracted from the blank logit (fewer deletions); a model's default in its manifest
     # Endpointing (the recogniser's rules; here so one options object describes a stream).
     endpoint_trailing_blank: float = 1.0  # s without a token after a word -> endpoint
+    # s of silence heard after a word (decoding/vad.py's level test on the audio received) ->
+    # endpoint; 0 turns the rule off and finals wait for endpoint_trailing_blank
+    endpoint_quick_blank: float = 0.24
     endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
     endpoint_max_segment: float = 20.0  # s: a segment this long is closed
 

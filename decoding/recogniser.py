@@ -29,6 +29,7 @@ from decoding.greedy import Emission, greedy_search
 from decoding.options import DecodingOptions  # one options object (docs/notes/lm-to-asr.md)
 from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
 from decoding.tokenizer import CharTokenizer, Tokenizer
+from decoding.vad import FrameLevels
 from minutes.types import Word
 from models.encoder import EncoderState
 from models.whisper_encoder import WhisperEncoderState
@@ -64,6 +65,7 @@ class Stream:
     flushed: bool = False  # finished and everything decoded
     ctc_prev: int = 0  # CTC best-path token of the previous frame (blank = 0)
     beam: Any = None  # BeamStream when a transducer stream asks for beam search or hotwords
+    levels: FrameLevels | None = None  # audio level per encoder frame (the quick endpoint rule)
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
         """Float32 mono at the recogniser's sample rate, any length."""
@@ -71,6 +73,8 @@ class Stream:
             raise RuntimeError("accept_waveform after input_finished")
         a = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.samples = np.concatenate([self.samples, a]) if self.samples.size else a.copy()
+        if self.levels is not None:
+            self.levels.accept(a)
 
     def input_finished(self) -> None:
         self.finished = True
@@ -161,6 +165,8 @@ class Recogniser:
             pred_state=self.model.initial_predictor_state(1),
             _rec=self,
         )
+        if s.options.endpoint_quick_blank > 0:
+            s.levels = FrameLevels(int(round(self.frame_seconds * self.sample_rate)))
         if self.decoder_of(s) != "ctc" and BeamDecoding.wants(s.options):
             s.beam = self.beam.new(s.options)
         return s
@@ -214,6 +220,7 @@ class Recogniser:
         hyps, pred = greedy_search(
             self.model, enc, lengths, PredictorState.stack([s.pred_state for s in ss]),
             [s.frames_done for s in ss], max_symbols=ss[0].options.max_symbols_per_frame,
+            blank_penalty=torch.tensor([s.options.blank_penalty for s in ss]),  # per stream
         )
         for s, p, h in zip(ss, pred.unstack(), hyps):
             s.pred_state = p
@@ -241,6 +248,18 @@ class Recogniser:
         since = s.frames_done - max(s.last_emit + 1, s.segment_start)
         if s.emissions and since * fs >= o.endpoint_trailing_blank:
             return True
+        # The quick rule: the talker has stopped when the audio received has been silent for
+        # `endpoint_quick_blank` s, that silence began inside what is decoded already (no word
+        # can still be coming out of the encoder) and the transducer has been blank for 2 frames
+        # (a word emitted late, over the silence, may still have tokens to come). Measured on
+        # the audio heard, not the frames decoded, so a pause counts from when it is heard.
+        quick = int(np.ceil(o.endpoint_quick_blank / fs - 1e-9))
+        if s.emissions and quick > 0 and s.levels is not None:
+            run = s.levels.trailing_silence()
+            if run is not None and run >= quick:
+                began = s.levels.end - run
+                if began <= s.frames_done and since >= 2:
+                    return True
         if not s.emissions and since * fs >= o.endpoint_no_speech:
             return True
         return (s.frames_done - s.segment_start) * fs >= o.endpoint_max_segment

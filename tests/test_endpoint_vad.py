@@ -1,0 +1,108 @@
+"""Faster finals (issue 16): the level-based silence test, the quick endpoint rule on real speech
+through the shipped model, and the blank penalty of greedy search."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from decoding.vad import FrameLevels
+from test_asr_model import real_utterances
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME = 640  # 40 ms at 16 kHz
+
+
+def noise(seconds: float, db: float, seed: int = 0) -> np.ndarray:
+    """White noise at `db` dBFS mean power."""
+    x = np.random.default_rng(seed).standard_normal(int(seconds * 16000))
+    return (x * 10 ** (db / 20)).astype(np.float32)
+
+
+def test_levels_tell_a_pause_from_speech_and_say_when_they_cannot():
+    lv = FrameLevels(FRAME)
+    lv.accept(noise(4.0, -20.0, 1))  # "speech"
+    lv.accept(noise(1.0, -60.0, 2))  # the room between sentences
+    end = lv.first + len(lv.levels)
+    assert lv.silent(end - 8, end) is True
+    assert lv.silent(end - 40, end) is False  # reaches back into the loud part
+    assert lv.silent(end - 8, end + 1) is None  # a frame not heard yet
+
+    flat = FrameLevels(FRAME)  # speech no louder than the room: no contrast, no answer
+    flat.accept(noise(5.0, -30.0, 3))
+    end = flat.first + len(flat.levels)
+    assert flat.silent(end - 8, end) is None
+
+    muted = FrameLevels(FRAME)  # exact zeros are silence even with nothing else heard
+    muted.accept(np.zeros(16000, np.float32))
+    assert muted.silent(0, 8) is True
+
+
+def test_levels_accept_any_piece_sizes_and_forget_old_frames():
+    whole, pieces = FrameLevels(FRAME), FrameLevels(FRAME)
+    x = np.concatenate([noise(6.0, -20.0, 4), noise(6.0, -55.0, 5)])
+    whole.accept(x)
+    for i in range(0, len(x), 777):
+        pieces.accept(x[i:i + 777])
+    assert list(whole.levels) == pytest.approx(list(pieces.levels))
+    assert len(whole.levels) == whole.rule.history_frames and whole.first == len(x) // FRAME - 250
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from compression.store import ModelStore
+    from decoding.recogniser import Recogniser
+
+    torch.set_num_threads(1)
+    path, _ = ModelStore(REPO / "store").resolve("default", verify=True)
+    return Recogniser.load(path)
+
+
+def endpoint_delays(rec, audio: np.ndarray, opts) -> tuple[list[float], list[str]]:
+    """Per endpoint: seconds from the segment's last word to the chunk that closed it."""
+    s = rec.new_stream(opts)
+    step = int(rec.chunk_seconds * rec.sample_rate)
+    delays, words = [], []
+    for i in range(0, len(audio), step):
+        s.accept_waveform(audio[i:i + step])
+        while rec.is_ready(s):
+            rec.decode_streams([s])
+            if not s.flushed and rec.is_endpoint(s):
+                seg = s.reset_segment()
+                if seg:
+                    delays.append(s.frames_done * rec.frame_seconds - seg[-1].end)
+                words += [w.text for w in seg]
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode_streams([s])
+    return delays, words + [w.text for w in s.reset_segment()]
+
+
+def test_quick_rule_closes_segments_sooner_after_real_speech(shipped):
+    """Real utterances with 1.2 s room-level pauses between them: the quick rule must close
+    after each sentence well before the 1 s trailing-blank rule does, and lose no word."""
+    parts = []
+    for wav, _ in real_utterances(4):
+        x = wav.numpy()
+        parts += [x, noise(1.2, 10 * np.log10(np.percentile(x[: len(x) // FRAME * FRAME].reshape(-1, FRAME).var(1), 10) + 1e-12), 7)]
+    audio = np.concatenate(parts)
+    slow, slow_words = endpoint_delays(shipped, audio, replace(shipped.options, endpoint_quick_blank=0.0))
+    quick, quick_words = endpoint_delays(shipped, audio, replace(shipped.options, endpoint_quick_blank=0.24))
+    assert slow and quick
+    assert np.median(quick) < np.median(slow) - 0.25, (quick, slow)
+    assert np.median(quick) < 0.6
+    assert len(quick_words) >= len(slow_words) - 1, (quick_words, slow_words)
+
+
+def test_blank_penalty_emits_more_and_zero_changes_nothing(shipped):
+    wave = real_utterances(3)[2][0].numpy()
+    base = [w.text for w in shipped.transcribe(wave, replace(shipped.options, blank_penalty=0.0), endpoints=False)]
+    same = [w.text for w in shipped.transcribe(wave, shipped.options, endpoints=False)] \
+        if shipped.options.blank_penalty == 0 else base
+    assert base == same
+    more = shipped.transcribe(wave, replace(shipped.options, blank_penalty=4.0), endpoints=False)
+    assert len(more) > len(base), (base, [w.text for w in more])
