@@ -28,8 +28,9 @@ import torch
 
 from corpus.manifest import read_manifest, resolve_audio
 from decoding.options import DecodingOptions
-from decoding.recogniser import Recogniser, find_model
+from decoding.recogniser import Recogniser
 from decoding.recogniser_beam import LM_FILE, BeamDecoding
+from training.eval_cli import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -64,9 +65,16 @@ def load_audio(n: int) -> list[np.ndarray]:
     return out[:n]
 
 
+def _model_file(model: str) -> Path:
+    """model.pt of a store reference, store name folder, version folder or checkpoint."""
+    p = resolve_model(model)
+    return p / "model.pt" if p.is_dir() else p
+
+
 def load_recogniser(model: str, lm: str) -> tuple[Recogniser, str]:
-    rec = Recogniser.load(model)
-    folder = find_model(model).parent
+    folder = resolve_model(model)
+    folder = folder if folder.is_dir() else folder.parent
+    rec = Recogniser.load(folder)
     lm_path = str(folder / LM_FILE) if (folder / LM_FILE).exists() else lm
     if rec.beam.search.lm is None and lm_path and Path(lm_path).exists():
         rec.beam = BeamDecoding(rec.model, rec.tok, lm_path)
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(s.getvalue())
         return {}
     cost = measure(rec, audio, opts, args.rounds)
-    model_file = find_model(args.model)
+    model_file = _model_file(args.model)
     batched = {}
     if args.streams > 1:
         b = measure_batched(rec, audio, opts, args.streams).summary()

@@ -312,15 +312,15 @@ def hotword_run(search: BeamSearch, tok: Tokenizer, blob: dict, enc: dict[str, E
     best, best_wer = 1.0, float("inf")
     for score in (1.0, 2.0, 3.0):
         trie = HotwordTrie.from_words(sorted(dev_words), tok.encode, score)
-        w = wer(dev.refs, decode_beam(search, tok, dev, replace(base, hotword_score=score), trie))
+        w = wer(dev.refs, decode_beam(search, tok, dev, replace(base, hotword_boost=score), trie))
         print(f"  hotword bonus {score}: dev WER {w}", flush=True)
         if w < best_wer:
             best, best_wer = score, w
     words = rare_words(data.refs, train_texts)
     trie = HotwordTrie.from_words(words, tok.encode, best)
     runs = {}
-    for label, o, t in (("beam", base, None), ("beam + hotwords", replace(base, hotword_score=best), trie),
-                        ("beam + ILME", ilme, None), ("beam + ILME + hotwords", replace(ilme, hotword_score=best), trie)):
+    for label, o, t in (("beam", base, None), ("beam + hotwords", replace(base, hotword_boost=best), trie),
+                        ("beam + ILME", ilme, None), ("beam + ILME + hotwords", replace(ilme, hotword_boost=best), trie)):
         hyps = decode_beam(search, tok, data, o, t)
         runs[label] = hotword_recall(data.refs, hyps, set(words)) | {"wer": wer(data.refs, hyps)}
         print(" ", label, runs[label], flush=True)

@@ -258,8 +258,8 @@ def sim_hotwords(search, tok, data, base, ilme) -> dict:
     words = sorted({w for r in d.refs for w in r.split() if seen[w] <= 1 and len(w) > 3})
     trie = HotwordTrie.from_words(words, tok.encode, 1.5)
     runs = {}
-    for label, o, t in (("beam", base, None), ("beam + hotwords", replace(base, hotword_score=1.5), trie),
-                        ("beam + ILME", ilme, None), ("beam + ILME + hotwords", replace(ilme, hotword_score=1.5), trie)):
+    for label, o, t in (("beam", base, None), ("beam + hotwords", replace(base, hotword_boost=1.5), trie),
+                        ("beam + ILME", ilme, None), ("beam + ILME + hotwords", replace(ilme, hotword_boost=1.5), trie)):
         hyps = decode_beam(search, tok, d, o, t)
         runs[label] = hotword_recall(d.refs, hyps, set(words)) | {"wer": wer(d.refs, hyps)}
         print(" ", label, runs[label], flush=True)

@@ -27,7 +27,8 @@ import torch
 from bench.lm_fusion import hotword_recall, wer
 from corpus.manifest import read_manifest, resolve_audio
 from decoding.options import DecodingOptions
-from decoding.recogniser import Recogniser, find_model
+from decoding.recogniser import Recogniser
+from training.eval_cli import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    model_path = find_model(args.model)
+    folder = resolve_model(args.model)  # through the store (numeric versions, checksums) unless a path
+    model_path = folder / "model.pt" if folder.is_dir() else folder
     rec = Recogniser.load(model_path.parent)
     recs = list(read_manifest(args.manifest))[: args.utts]
     audio = [sf.read(resolve_audio(r, args.manifest), dtype="float32", always_2d=True)[0][:, 0].copy() for r in recs]
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs = {}
     plan = [("greedy", DecodingOptions()), ("beam", beam)]
     for sc in SCORES:
-        plan += [(f"beam + hotwords ×{sc:g}", replace(beam, hotwords=tuple(words), hotword_score=sc)),
-                 (f"beam + distractor hotwords ×{sc:g}", replace(beam, hotwords=tuple(wrong), hotword_score=sc))]
+        plan += [(f"beam + hotwords ×{sc:g}", replace(beam, hotwords=tuple(words), hotword_boost=sc)),
+                 (f"beam + distractor hotwords ×{sc:g}", replace(beam, hotwords=tuple(wrong), hotword_boost=sc))]
     for label, o in plan:
         hyps = run(rec, audio, refs, o)
         runs[label] = hotword_recall(refs, hyps, set(words)) | {"wer": wer(refs, hyps)}

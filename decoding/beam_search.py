@@ -28,7 +28,7 @@ from decoding.hotwords import HotwordTrie, TrieNode
 from decoding.options import DecodingOptions
 from decoding.scorers import ExternalLM, fusion_rows, ilm_log_probs
 
-__all__ = ["TransducerView", "Hypothesis", "BeamStream", "BeamSearch", "greedy_search"]
+__all__ = ["TransducerView", "Hypothesis", "BeamStream", "BeamSearch"]
 
 
 class TransducerView(Protocol):
@@ -336,28 +336,3 @@ class BeamSearch:
         s.__dict__.update(fresh.__dict__)
         return best
 
-
-@torch.no_grad()
-def greedy_search(view: TransducerView, enc: torch.Tensor, lengths: torch.Tensor,
-                  max_symbols: int = 1) -> list[list[int]]:
-    """Batched greedy search (reference and baseline). enc (B, T, De) → token lists."""
-    B = enc.size(0)
-    prepare = getattr(view, "prepare_encoder", None)
-    enc = prepare(enc) if prepare is not None else enc
-    pred, state = view.predictor_init(B)
-    out: list[list[int]] = [[] for _ in range(B)]
-    for t in range(enc.size(1)):
-        live = torch.tensor([t < int(n) for n in lengths])
-        for _ in range(max_symbols):
-            k = view.joiner(enc[:, t], pred).argmax(-1)
-            emit = live & (k != view.blank)
-            if not emit.any():
-                break
-            idx = emit.nonzero().squeeze(1)
-            p, st = view.predictor_step(k[idx], view.select_state(state, idx))
-            pred = pred.index_copy(0, idx, p)
-            state = view.scatter_state(state, idx, st)
-            for i in idx.tolist():
-                out[i].append(int(k[i]))
-            live = emit
-    return out

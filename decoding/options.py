@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["DecodingOptions", "SEARCHES"]
+__all__ = ["Decoding", "DecodingOptions", "SEARCHES"]
 
 SEARCHES = ("greedy", "beam")
 
@@ -28,7 +28,10 @@ class DecodingOptions:
     ilm_weight: float = 0.0  # λ_I: internal-LM estimate subtracted, − λ_I log P_ILM(y) (ILME)
     length_reward: float = 0.0  # added per emitted token; offsets the LM's bias to short outputs
     hotwords: tuple[str, ...] = ()  # words/phrases to boost (normalised text), per session
-    hotword_score: float = 2.0  # log-score bonus per matched token of a hotword
+    # log-score bonus per matched token of a hotword. The one default of the option: the
+    # `start` message's `hotword_boost`, the REST field and the trie all take this name and this
+    # value when none is given (bench/results/lm_fusion.md measured 1-2 as the safe range)
+    hotword_boost: float = 2.0
     max_symbols_per_frame: int = 3  # greedy only: cap on emissions in one encoder frame
     blank_penalty: float = 0.0  # subtracted from the blank logit (fewer deletions); a model's default in its manifest
     # Endpointing (the recogniser's rules; here so one options object describes a stream).
@@ -46,8 +49,8 @@ class DecodingOptions:
             raise ValueError("beam_size and nbest must be ≥ 1")
         if self.nbest > self.beam_size:
             object.__setattr__(self, "nbest", self.beam_size)
-        if self.lm_weight < 0 or self.ilm_weight < 0 or self.hotword_score < 0:
-            raise ValueError("lm_weight, ilm_weight and hotword_score must be ≥ 0")
+        if self.lm_weight < 0 or self.ilm_weight < 0 or self.hotword_boost < 0:
+            raise ValueError("lm_weight, ilm_weight and hotword_boost must be ≥ 0")
         if isinstance(self.hotwords, (list, str)):
             words = [self.hotwords] if isinstance(self.hotwords, str) else self.hotwords
             object.__setattr__(self, "hotwords", tuple(words))
@@ -70,3 +73,22 @@ class DecodingOptions:
         if "hotwords" in kw:
             kw["hotwords"] = tuple(kw["hotwords"] or ())
         return replace(base, **kw)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a stream is decoded, as applied (echoed in `ready` and REST results).
+
+    Made by `Recogniser.plan` from what the client asked for: the model decides which hotwords
+    it can use, so the answer says what was applied and why anything was not."""
+
+    decoder: str  # "transducer" | "ctc"
+    hotwords: tuple[str, ...] = ()  # normalised phrases the search is biased towards
+    hotword_boost: float | None = None  # log-score bonus per matched token (None without hotwords)
+    warnings: tuple[str, ...] = ()  # why asked-for hotwords were not applied
+    search: str = "greedy"  # "greedy" | "beam" (hotwords need the beam: alternatives to choose between)
+    beam_size: int | None = None  # with search "beam"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
+                "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}

@@ -17,16 +17,17 @@ Why results come out as they do:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from decoding.greedy import Emission, greedy_search
-from decoding.options import DecodingOptions  # one options object (docs/notes/lm-to-asr.md)
+from compression.store import ModelStore, split_ref
+from compression.store.manifest import MANIFEST_NAME, Manifest
+from decoding.greedy import Emission, ctc_best_path, greedy_search
+from decoding.options import Decoding, DecodingOptions  # one options object (docs/notes/lm-to-asr.md)
 from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from decoding.vad import FrameLevels
@@ -36,7 +37,7 @@ from models.whisper_encoder import WhisperEncoderState
 from models.features import FbankConfig, fbank
 from models.transducer import PredictorState, Transducer, load_checkpoint
 
-__all__ = ["DecodingOptions", "Recogniser", "Stream", "StreamResult", "find_model"]
+__all__ = ["Decoding", "DecodingOptions", "Recogniser", "Stream", "StreamResult"]
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,12 @@ class Stream:
 class Recogniser:
     """Loaded once per process; `decode_streams` serves any number of streams."""
 
-    def __init__(self, model: Transducer, tokenizer: Tokenizer, meta: dict | None = None,
+    def __init__(self, model: Transducer, tokenizer: Tokenizer, manifest: Manifest | None = None,
                  beam: BeamDecoding | None = None) -> None:
         self.model = model.eval()
         self.tok = tokenizer
-        self.meta = meta or {}
+        self.manifest = manifest  # the store's record of this artefact (None: a bare checkpoint)
+        extra = manifest.extra if manifest is not None else {}
         self.fbank_cfg = model.cfg.features  # Kaldi fbank or Whisper log-mel, what the encoder was trained on
         self.sample_rate = self.fbank_cfg.sample_rate
         enc = model.cfg.encoder
@@ -134,10 +136,10 @@ class Recogniser:
         self.chunk_seconds = self.chunk_frames * self.frame_seconds
         # which head decodes by default: the store manifest may say "ctc" when, for a young model,
         # the auxiliary CTC head is the more accurate of the two
-        self.default_decoder = self.meta.get("decoder") or self.meta.get("extra", {}).get("decoder", "transducer")
+        self.default_decoder = extra.get("decoder") or "transducer"
         v = tokenizer.vocab_size
         self._pieces = [""] + [tokenizer.piece(i) for i in range(1, v)]
-        self.options = DecodingOptions.from_dict(self.meta.get("decoding"))  # the model's defaults
+        self.options = DecodingOptions.from_dict(extra.get("decoding"))  # the model's defaults
         self.beam = beam or BeamDecoding(model, tokenizer)
         if model.cfg.ctc_units == "chars":
             chars = CharTokenizer()
@@ -146,17 +148,60 @@ class Recogniser:
             self._ctc_pieces = self._pieces
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "Recogniser":
-        """A store version folder (with model.pt), a store name folder (its newest version),
-        or a checkpoint file."""
-        path = find_model(model_dir)
-        model, blob = load_checkpoint(path)
-        meta = {}
-        manifest = path.parent / "manifest.json"
-        if manifest.exists():
-            meta = json.loads(manifest.read_text())
+    def load(cls, path: str | Path, manifest: Manifest | None = None) -> "Recogniser":
+        """A store version folder (model.pt beside manifest.json) or a checkpoint file.
+
+        `manifest`: the one `ModelStore.resolve` returned with the folder (already checked);
+        without it the folder's own manifest.json is read, typed, when there is one. Which
+        version of a name to load is the store's question (`from_store`), not this one's."""
+        path = Path(path)
+        file = path / "model.pt" if path.is_dir() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"no model.pt at {path} (a store name? use Recogniser.from_store)")
+        if manifest is None and (file.parent / MANIFEST_NAME).is_file():
+            manifest = Manifest.read(file.parent / MANIFEST_NAME)
+        model, blob = load_checkpoint(file)
         tok = Tokenizer(blob["tokenizer"])
-        return cls(model, tok, meta, BeamDecoding.for_model_dir(model, tok, path.parent))
+        return cls(model, tok, manifest, BeamDecoding.for_model_dir(model, tok, file.parent))
+
+    @classmethod
+    def from_store(cls, store: ModelStore | str | Path, ref: str = "default", verify: bool = True) -> "Recogniser":
+        """The model `ref` (`name`, its newest version, or `name/version`) of a store, its
+        files checked against the manifest's sha256 when `verify`."""
+        store = store if isinstance(store, ModelStore) else ModelStore(Path(store))
+        folder, manifest = store.resolve(*split_ref(ref), verify=verify)
+        return cls.load(folder, manifest)
+
+    def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None) -> tuple[DecodingOptions, Decoding]:
+        """A stream's options (this model's defaults with the hotwords it can use and the
+        boost; `hotword_boost` None keeps the default's) and what will be applied, with a
+        warning for every asked-for hotword it cannot use.
+
+        Why the recogniser decides: whether a hotword can be used depends on the model (its
+        CTC head cannot bias; a phrase its tokenizer cannot spell is dropped)."""
+        base = self.options
+        decoder = base.decoder or self.default_decoder
+        words, warnings = tuple(hotwords), []
+        if words and decoder == "ctc":
+            warnings.append("this model decodes with its CTC head, which cannot bias towards hotwords; they were ignored")
+            words = ()
+        if words:
+            words, unspellable = self.spellable(words)
+            if unspellable:
+                warnings.append(f"hotwords the model's vocabulary cannot spell were ignored: {list(unspellable)}")
+        options = base
+        if words:
+            options = replace(base, hotwords=words,
+                              hotword_boost=base.hotword_boost if hotword_boost is None else float(hotword_boost))
+        beam = decoder != "ctc" and BeamDecoding.wants(options)
+        return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
+                                 "beam" if beam else "greedy", options.beam_size if beam else None)
+
+    def spellable(self, words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Split phrases into those the tokenizer spells without its unknown piece, and the rest."""
+        unk = self.tok.sp.unk_id() + 1  # the transducer's ids are SentencePiece's + 1 (0 is blank)
+        ok = tuple(w for w in words if (ids := self.tok.encode(w)) and unk not in ids)
+        return ok, tuple(w for w in words if w not in ok)
 
     def new_stream(self, options: DecodingOptions | None = None) -> Stream:
         s = Stream(
@@ -229,16 +274,13 @@ class Recogniser:
                 s.last_emit = h[-1].frame
 
     def _ctc_search(self, ss: list[Stream], enc: torch.Tensor) -> None:
-        """Best path of the CTC head, carried across chunks (a token is emitted on the first
-        frame of its run; its confidence is that frame's posterior)."""
-        best, tok = self.model.ctc(enc).log_softmax(-1).max(-1)  # (B, n)
-        probs = best.exp()
-        for b, s in enumerate(ss):
-            for t, k in enumerate(tok[b].tolist()):
-                if k != 0 and k != s.ctc_prev:
-                    s.emissions.append(Emission(k, s.frames_done + t, float(probs[b, t])))
-                    s.last_emit = s.frames_done + t
-                s.ctc_prev = k
+        """Best path of the CTC head, carried across chunks (`decoding.greedy.ctc_best_path`)."""
+        hyps, last = ctc_best_path(self.model.ctc(enc), [s.ctc_prev for s in ss], [s.frames_done for s in ss])
+        for s, h, k in zip(ss, hyps, last):
+            s.emissions.extend(h)
+            if h:
+                s.last_emit = h[-1].frame
+            s.ctc_prev = k
 
     def is_endpoint(self, s: Stream) -> bool:
         o = s.options
@@ -308,21 +350,3 @@ class Recogniser:
         s.input_finished()
         drain()
         return words + s.reset_segment()
-
-
-def find_model(path: str | Path) -> Path:
-    """Resolve a model path: a .pt file, a folder with model.pt, or a store name folder whose
-    newest version holds model.pt. Versions sort as the store sorts them (numerically: 10
-    after 9); dot-folders are the store's publishes in progress and are skipped."""
-    from compression.store import version_key  # stdlib only: the store's one version order
-
-    p = Path(path)
-    if p.is_file():
-        return p
-    if (p / "model.pt").exists():
-        return p / "model.pt"
-    versions = sorted((d for d in p.iterdir() if not d.name.startswith(".") and (d / "model.pt").exists()),
-                      key=lambda d: version_key(d.name)) if p.is_dir() else []
-    if not versions:
-        raise FileNotFoundError(f"no model.pt under {p}")
-    return versions[-1] / "model.pt"

@@ -44,11 +44,11 @@ class BeamDecoding:
         return cls(model, tok)
 
     @staticmethod
-    def wants(options: Any) -> bool:
-        return getattr(options, "search", "greedy") == "beam" or bool(getattr(options, "hotwords", ()))
+    def wants(options: DecodingOptions) -> bool:
+        return options.search == "beam" or bool(options.hotwords)
 
     def new(self, options: DecodingOptions) -> BeamStream:
-        trie = HotwordTrie.from_words(options.hotwords, self.tok.encode, options.hotword_score) if options.hotwords else None
+        trie = HotwordTrie.from_words(options.hotwords, self.tok.encode, options.hotword_boost) if options.hotwords else None
         return self.search.new_stream(options, trie)
 
     @torch.no_grad()

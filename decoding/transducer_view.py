@@ -77,8 +77,8 @@ class TransducerSearchView:
 
     def joiner(self, enc: Tensor, pred: Tensor) -> Tensor:
         """Projected enc (N, J) + projected pred (N, J) → logits (N, V)."""
-        return self.model.joiner.out(torch.tanh(enc + pred))
+        return self.model.joiner.joint(enc, pred)
 
     def ilm_logits(self, pred: Tensor) -> Tensor:
         """Joiner with the encoder's share zeroed (enc_proj has no bias, so zero input = zero)."""
-        return self.model.joiner.out(torch.tanh(pred))
+        return self.model.joiner.joint(None, pred)

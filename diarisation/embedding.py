@@ -16,39 +16,50 @@ import numpy as np
 import torch
 import torchaudio
 
+from compression.store import ModelStore, UnknownModelError, split_ref
 from models.speaker import SpeakerEncoder, load_speaker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "default_model_path"]
+__all__ = ["ARCHITECTURE", "Embedder", "default_model_path"]
 
 REPO = Path(__file__).resolve().parents[1]
+ARCHITECTURE = "tdnn-speaker-embedding"  # what `training/speaker.py` publishes to the store
+STORE_REF = "speaker"  # the store name of the trained speaker model (its newest version)
 
 
-def default_model_path() -> Path:
-    """The newest trained version in the store (store/speaker/v<N>/model.pt)."""
-    versions = sorted((REPO / "store" / "speaker").glob("v*/model.pt"), key=lambda p: int(p.parent.name[1:]))
-    return versions[-1] if versions else REPO / "store" / "speaker" / "v1" / "model.pt"
+def default_model_path(store: str | Path = REPO / "store", ref: str = STORE_REF) -> Path | None:
+    """model.pt of the store's speaker model (newest version by number unless `ref` names
+    one), its files checked against the manifest's sha256; None when the store has none.
+    A model whose bytes changed is a `ChecksumError`, not a silent fallback."""
+    try:
+        folder, _ = ModelStore(Path(store)).resolve(*split_ref(ref), verify=True)
+    except UnknownModelError:
+        return None
+    return folder / "model.pt"
 
 
 class Embedder:
     """Mono 16 kHz audio windows -> L2-normalised embeddings (D,). One per process: it holds no
-    per-stream state. `kind` is "tdnn" (trained) or "mfcc" (classical fallback)."""
+    per-stream state. `kind` is "tdnn" (trained) or "mfcc" (classical fallback).
+
+    `model_path`: a checkpoint to load as it is; None takes the store's (`default_model_path`)."""
 
     def __init__(self, model_path: str | Path | None = None, kind: str = "auto", min_samples: int = 4000) -> None:
         path = Path(model_path) if model_path else default_model_path()
         self.min_samples = min_samples
         self.path = path
         self.model: SpeakerEncoder | None = None
-        if kind in ("auto", "tdnn") and path.exists():
+        if kind in ("auto", "tdnn") and path is not None and path.exists():
             self.model = load_speaker(path)
             self.kind = "tdnn"
         elif kind == "tdnn":
-            raise FileNotFoundError(f"no speaker model at {path}")
+            raise FileNotFoundError(f"no speaker model at {path or 'store/' + STORE_REF}")
         else:
             self.kind = "mfcc"
             self.mfcc = torchaudio.transforms.MFCC(16000, n_mfcc=21, melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 40})
-            log.warning("speaker model %s missing: using the classical MFCC-statistics embedding", path)
+            log.warning("speaker model %s missing: using the classical MFCC-statistics embedding",
+                        path or f"store/{STORE_REF}")
 
     @property
     def dim(self) -> int:

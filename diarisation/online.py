@@ -27,10 +27,10 @@ API (docs/TEAM.md):
     ds = d.new_stream(geometry, sample_rate)   # geometry (M, 3) metres
     ds.accept(frames)                          # float32 (N, M)
     ds.label(start, end) -> (speaker, azimuth) # for a word's span, seconds from stream start
-    ds.events() -> list[dict]                  # new events since the last call:
-        {"type": "speakers", "time": t, "speakers": [{"speaker": "S1", "azimuth": 41.5}, ...],
-         "revised": [{"start": s, "end": e, "speaker": "S2"}, ...]}
-        {"type": "tracks", "time": t, "tracks": [{"speaker": "S1", "azimuth": 41.5, "active": true}, ...]}
+    ds.events() -> list[DiariserEvent]         # new events since the last call (minutes.types):
+        SpeakersEvent(time, speakers=(SpeakerPosition("S1", 41.5), ...), revised=(Revision(s, e, "S2"), ...))
+        TracksEvent(time, tracks=(Track("S1", 41.5, active=True), ...))
+    their `to_dict()` is the protocol's `speakers` / `tracks` message
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from diarisation.doa import DOAConfig, DOAEstimator, azimuth_of, robust_directio
 from diarisation.embedding import Embedder
 from diarisation.kalman import RandomWalkConfig
 from diarisation.overlap import OverlapConfig, change_spans, frame_hits, hit_spans, merge_turns
-from minutes.types import Turn
+from minutes.types import DiariserEvent, Revision, SpeakerPosition, SpeakersEvent, Track, TracksEvent, Turn
 
 __all__ = ["OnlineConfig", "OnlineDiariser", "DiariserStream", "StepLabel"]
 
@@ -171,7 +171,7 @@ class DiariserStream:
         self._folded = 0  # steps folded into _turns/_extra (all final: beyond the horizon)
         self._turns: list[Turn] = []
         self._extra: list[Turn] = []
-        self._events: list[dict] = []
+        self._events: list[DiariserEvent] = []
         self._known = 0  # speakers announced so far
         self._last_speech_step = -10
         self._ov_prev = (np.zeros(0), np.zeros((0, 0), bool))  # last step's overlap hits (times, hits)
@@ -211,7 +211,7 @@ class DiariserStream:
             k = max(best, key=best.get)
         return _name(k), self._azimuth(k)
 
-    def events(self) -> list[dict]:
+    def events(self) -> list[DiariserEvent]:
         out, self._events = self._events, []
         return out
 
@@ -401,15 +401,15 @@ class DiariserStream:
             k = int(hist[self.H - j])
             if s.speaker >= 0 and k >= 0 and k != s.speaker:
                 s.speaker, s.revised, s.azimuth = k, True, self._azimuth(k)
-                revised.append({"start": round(s.start, 3), "end": round(s.end, 3), "speaker": _name(k)})
+                revised.append(Revision(round(s.start, 3), round(s.end, 3), _name(k)))
         n_spk = int(self.p.n_spk[best])
         if revised or n_spk != self._known:
             self._known = n_spk
-            self._events.append({
-                "type": "speakers", "time": round(self.steps[-1].end, 3),
-                "speakers": [{"speaker": _name(k), "azimuth": self._azimuth(k)} for k in range(n_spk)],
-                "revised": sorted(revised, key=lambda r: r["start"]),
-            })
+            self._events.append(SpeakersEvent(
+                round(self.steps[-1].end, 3),
+                tuple(SpeakerPosition(_name(k), self._azimuth(k)) for k in range(n_spk)),
+                tuple(sorted(revised, key=lambda r: r.start)),
+            ))
 
     def _overlaps(self, best: int, k: int) -> list[tuple[int, float, float]]:
         """A second talker in this step: speech frames whose DOA peaks point at another known
@@ -457,7 +457,5 @@ class DiariserStream:
         n = int(self.p.n_spk[best])
         if n == 0:
             return
-        self._events.append({
-            "type": "tracks", "time": round(t, 3),
-            "tracks": [{"speaker": _name(k), "azimuth": self._azimuth(k), "active": k == active} for k in range(n)],
-        })
+        self._events.append(TracksEvent(
+            round(t, 3), tuple(Track(_name(k), self._azimuth(k), k == active) for k in range(n))))

@@ -26,6 +26,7 @@ class Punctuates(Protocol):
     """What the writer needs of `models.punctuation.Punctuator`."""
 
     context_words: int
+    mixed: dict[str, str]  # "MCDONALD" -> "McDonald": the words whose written case is neither
 
     def punctuate(self, words: list[str], context: list[str] = ()) -> list[str]: ...
 
@@ -51,7 +52,7 @@ class DisplayWriter:
     sentence_open: bool = False  # the last final did not end with . or ?
 
     def __post_init__(self) -> None:
-        self.mixed = self.mixed or dict(getattr(self.punctuator, "mixed", {}) or {})
+        self.mixed = self.mixed or dict(self.punctuator.mixed)
 
     def final(self, words: Sequence[Word]) -> list[Word]:
         """The segment's words with display text, the normalised token kept in `token`."""

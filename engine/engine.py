@@ -6,14 +6,12 @@ server answers `/healthz` at once and `/readyz` says 503 until (unless) a model 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, fields, is_dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -21,8 +19,10 @@ import numpy as np
 from compression.store import ModelStore, StoreError, UnknownModelError, split_ref, version_key
 from compression.store.manifest import Manifest
 from engine.config import EngineConfig
+from engine.display import Punctuates
 from engine.spec import StreamSpec
-from engine.stream import Decoding, EngineStream, Sink
+from engine.protocols import Diarises, DiariserStream, Recognises
+from engine.stream import EngineStream, Sink
 from engine.worker import BatchWorker, DecodeObserver
 
 log = logging.getLogger("minutes.engine")
@@ -48,61 +48,12 @@ class LoadedModel:
 
     name: str
     manifest: Manifest
-    recogniser: Any  # decoding.recogniser.Recogniser
-    options_cls: Any  # the recogniser's per-stream options dataclass, if new_stream takes one
+    recogniser: Recognises  # decoding.recogniser.Recogniser
 
     @property
     def ref(self) -> str:
         """`name/version`: the store's address of exactly this artefact."""
         return f"{self.name}/{self.manifest.version}"
-
-    @property
-    def hotwords_supported(self) -> bool:
-        return self.options_cls is not None and "hotwords" in {f.name for f in fields(self.options_cls)}
-
-    def plan(self, spec: StreamSpec) -> tuple[Any, Decoding]:
-        """This stream's decoding options (None: the recogniser's defaults) and what will be
-        applied: hotwords the model can use, the boost, and a warning for each one it cannot.
-
-        Why here and not in the protocol layer: whether a hotword can be used depends on the
-        model (a CTC-decoded model cannot bias; a phrase its tokenizer cannot spell is dropped)."""
-        rec = self.recogniser
-        base = getattr(rec, "options", None)
-        if base is None and self.options_cls is not None:
-            base = self.options_cls()
-        decoder = (getattr(base, "decoder", "") or getattr(rec, "default_decoder", "transducer"))
-        words, warnings = tuple(spec.hotwords), []
-        if words and not self.hotwords_supported:
-            warnings.append("this model cannot bias towards hotwords; they were ignored")
-            words = ()
-        elif words and decoder == "ctc":
-            warnings.append("this model decodes with its CTC head, which cannot bias towards hotwords; they were ignored")
-            words = ()
-        if words:
-            words, unspellable = _spellable(rec, words)
-            if unspellable:
-                warnings.append(f"hotwords the model's vocabulary cannot spell were ignored: {list(unspellable)}")
-        if not words:
-            return None, Decoding(decoder, (), None, tuple(warnings))
-        boost = spec.hotword_boost if spec.hotword_boost is not None else float(getattr(base, "hotword_score", 2.0))
-        options = replace(base, hotwords=words, hotword_score=boost)
-        return options, Decoding(decoder, words, boost, tuple(warnings))
-
-    def stream_kwargs(self, spec: StreamSpec) -> dict[str, Any]:
-        """`new_stream` arguments: the recogniser's default options with this stream's hotwords."""
-        options, _ = self.plan(spec)
-        return {} if options is None else {"options": options}
-
-
-def _spellable(rec: Any, words: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split phrases into those the tokenizer spells without its unknown piece, and the rest."""
-    tok = getattr(rec, "tok", None)
-    sp = getattr(tok, "sp", None)
-    if sp is None:
-        return words, ()
-    unk = sp.unk_id() + 1  # the transducer's ids are SentencePiece's + 1 (0 is blank)
-    ok = tuple(w for w in words if tok.encode(w) and unk not in tok.encode(w))
-    return ok, tuple(w for w in words if w not in ok)
 
 
 class Engine:
@@ -116,9 +67,9 @@ class Engine:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # "name/version" -> model
         self._aliases: dict[str, str] = {}  # a bare name -> the "name/version" it meant when loaded
         self._load_lock = threading.Lock()
-        self._diariser: Any = None
+        self._diariser: Diarises | None = None
         self.diarisation_reason = "diarisation is off in the server's configuration"
-        self.punctuator: Any = None  # models.punctuation.Punctuator, shared by every stream
+        self.punctuator: Punctuates | None = None  # models.punctuation.Punctuator, shared by every stream
         self.punctuation_reason = "punctuation is off in the server's configuration"
         self.status = "starting"  # starting | loading | ready | no_model
         self.reason = "starting"
@@ -234,19 +185,13 @@ class Engine:
             torch.set_num_threads(self.config.threads)
             from decoding.recogniser import Recogniser
 
-            rec = Recogniser.load(Path(folder))
+            rec = Recogniser.load(folder, manifest)  # the folder and manifest the store checked
         except Exception as exc:  # an artefact the recogniser cannot read is "unavailable", not a crash
             log.exception("loading model %s/%s failed", name, manifest.version)
             raise ModelUnavailable(f"model {name!r} could not be loaded: {exc}") from exc
-        options_cls = None
-        if "options" in inspect.signature(rec.new_stream).parameters:
-            import decoding.recogniser as module
-
-            cls = getattr(module, "DecodingOptions", None)
-            options_cls = cls if cls is not None and is_dataclass(cls) else None
         log.info("model %s/%s loaded in %.1fs (%s)", name, manifest.version, time.perf_counter() - t0,
                  manifest.architecture)
-        return LoadedModel(name, manifest, rec, options_cls)
+        return LoadedModel(name, manifest, rec)
 
     # -- punctuation -----------------------------------------------------------------------
     def _setup_punctuator(self) -> None:
@@ -276,12 +221,12 @@ class Engine:
         if not self.config.diarisation:
             return
         try:
-            from diarisation.online import OnlineDiariser
+            from diarisation.online import OnlineConfig, OnlineDiariser
         except Exception as exc:
             self.diarisation_reason = f"diarisation is not available on this server ({exc.__class__.__name__})"
             return
         try:
-            self._diariser = _build_diariser(OnlineDiariser)
+            self._diariser = OnlineDiariser(OnlineConfig())
             self.diarisation_reason = ""
         except Exception as exc:
             log.exception("online diariser could not be built")
@@ -315,14 +260,10 @@ class Engine:
         worker.add(stream)
         return stream
 
-    def _new_diariser_stream(self, spec: StreamSpec, rate: int, keep_turns: bool) -> Any:
-        params = inspect.signature(self._diariser.new_stream).parameters
-        kw: dict[str, Any] = {}
-        if "memory" in params:
-            kw["memory"] = self.config.diariser_memory_seconds
-        if "keep_turns" in params:
-            kw["keep_turns"] = keep_turns
-        return self._diariser.new_stream(spec.geometry_array, rate, **kw)
+    def _new_diariser_stream(self, spec: StreamSpec, rate: int, keep_turns: bool) -> DiariserStream:
+        assert self._diariser is not None and spec.geometry_array is not None
+        return self._diariser.new_stream(spec.geometry_array, rate, memory=self.config.diariser_memory_seconds,
+                                         keep_turns=keep_turns)
 
     def transcribe_source(self, spec: StreamSpec, source: Iterator[np.ndarray], sink: Sink) -> EngineStream:
         """A stream fed from an iterator of (N, C) blocks (a file), finished when it runs dry."""
@@ -348,15 +289,3 @@ class Engine:
         """Compute seconds per audio second, summed over decoders (2 decoders at 0.5 each = 1.0)."""
         return sum(w.rtf() for w in self.workers)
 
-
-def _build_diariser(cls: Any) -> Any:
-    """`OnlineDiariser(config)` with the diariser's default config, whatever its class is called."""
-    params = list(inspect.signature(cls).parameters.values())
-    if not params or params[0].default is not inspect.Parameter.empty:
-        return cls()
-    from diarisation import online
-
-    for attr in ("OnlineDiariserConfig", "OnlineConfig", "DiariserConfig", "Config"):
-        if hasattr(online, attr):
-            return cls(getattr(online, attr)())
-    raise TypeError("OnlineDiariser needs a config this engine does not know how to build")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from minutes.types import Segment
+from minutes.types import Segment, SpeakersEvent, TracksEvent
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,8 @@ class Final:
         return {"type": "final", "segment": d.pop("id"), **d}
 
 
-@dataclass(frozen=True)
-class SpeakerEvent:
-    """A `speakers` or `tracks` event from the online diariser, passed through."""
-
-    payload: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.payload)
+# A `speakers` or `tracks` event from the online diariser, passed through as it is typed.
+SpeakerEvent = SpeakersEvent | TracksEvent
 
 
 @dataclass(frozen=True)

@@ -13,37 +13,28 @@ import collections
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import numpy as np
 
 from engine.audio import StreamingResampler, select_channel
 from engine.display import DisplayWriter
-from engine.events import End, Failure, Final, Partial, SpeakerEvent
+from engine.events import End, Failure, Final, Partial
+from engine.protocols import DiariserStream, RecogniserStream
 from engine.spec import StreamSpec
 from minutes.types import Segment, Word
+
+if TYPE_CHECKING:
+    from engine.engine import LoadedModel
+    from engine.worker import BatchWorker
+
+T = TypeVar("T")
 
 log = logging.getLogger("minutes.engine")
 
 Sink = Callable[[object], None]
 SUMMARY_MAX_CHARS = 100_000  # text kept for the `end` summary (the most recent part beyond it)
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How a stream is decoded, as applied (echoed in `ready` and REST results)."""
-
-    decoder: str  # "transducer" | "ctc"
-    hotwords: tuple[str, ...] = ()  # normalised phrases the search is biased towards
-    hotword_boost: float | None = None  # log-score bonus per matched token (None without hotwords)
-    warnings: tuple[str, ...] = ()  # why asked-for hotwords were not applied
-    search: str = "greedy"  # "greedy" | "beam" (hotwords need the beam: alternatives to choose between)
-    beam_size: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
-                "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}
 
 
 def speaker_runs(words: list[Word]) -> list[list[Word]]:
@@ -109,20 +100,17 @@ class _Inbox:
 class EngineStream:
     """Per-stream state; created by `Engine.open_stream`."""
 
-    def __init__(self, stream_id: str, spec: StreamSpec, model: Any, sink: Sink, diariser: Any | None,
-                 display: DisplayWriter | None = None, split_speakers: bool = True):
+    def __init__(self, stream_id: str, spec: StreamSpec, model: "LoadedModel", sink: Sink,
+                 diariser: DiariserStream | None, display: DisplayWriter | None = None, split_speakers: bool = True):
         self.id = stream_id
         self.spec = spec
-        self.model = model  # engine.engine.LoadedModel
+        self.model = model
         self.sink = sink
         rec = model.recogniser
-        options, decoding = model.plan(spec)
-        self.rs = rec.new_stream(options) if options is not None else rec.new_stream()
-        beam = getattr(self.rs, "beam", None)  # the recogniser's beam stream, when it searches with one
-        self.decoding = replace(decoding, search="beam" if beam is not None else "greedy",
-                                beam_size=getattr(getattr(beam, "opts", None), "beam_size", None) if beam is not None else None)
+        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost)  # what is applied, for `ready`
+        self.rs: RecogniserStream = rec.new_stream(options)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
-        self.diariser = diariser  # diarisation stream (accept/label/events) or None
+        self.diariser = diariser  # None: no diarisation (not asked, no geometry, or it failed)
         self.diar_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate) if diariser else None
         self.display = display  # cases and punctuates the text (None: the recogniser's tokens)
         self.split_speakers = split_speakers  # one final per speaker turn (issue 16)
@@ -140,7 +128,7 @@ class EngineStream:
         self.words = 0
         self.summary = SummaryText()  # bounded: no per-stream list grows with the stream's length
         self.ended = False
-        self.worker: Any = None  # the BatchWorker that decodes this stream (set by the engine)
+        self.worker: BatchWorker | None = None  # the worker that decodes this stream (set by the engine)
 
     # -- event-loop side ---------------------------------------------------------------
     def accept(self, frames: np.ndarray) -> None:
@@ -222,7 +210,7 @@ class EngineStream:
         if self.diariser is not None:
             multi = self.diar_resampler.process(frames)
             if len(multi):
-                self._diar("accept", multi)
+                self._diar(lambda d: d.accept(multi))
 
     def has_input(self) -> bool:
         with self._lock:
@@ -240,9 +228,8 @@ class EngineStream:
         if self.diariser is not None:
             tail = self.diar_resampler.flush()
             if len(tail):
-                self._diar("accept", tail)
-            if hasattr(self.diariser, "input_finished"):
-                self._diar("input_finished")
+                self._diar(lambda d: d.accept(tail))
+            self._diar(lambda d: d.input_finished())
         self.rs.input_finished()
         self.input_done = True
 
@@ -313,8 +300,8 @@ class EngineStream:
         self._diar_events()
         self.flush_syncs()
         self.ended = True
-        keeps = getattr(self.diariser, "keep_turns", True)  # a live stream's diariser keeps none
-        turns = tuple(self._diar("turns") or ()) if keeps and hasattr(self.diariser, "turns") else ()
+        # a live stream's diariser keeps no turns (its memory stays flat); a file's keeps them
+        turns = tuple(self._diar(lambda d: d.turns() if d.keep_turns else []) or ())
         self.emit(End(self.id, reason, self.duration, self.finals, self.words, self.summary.text,
                       self.processing_seconds, turns, self.summary.truncated))
 
@@ -331,12 +318,12 @@ class EngineStream:
             log.debug("sink of stream %s failed", self.id, exc_info=True)
 
     # -- diarisation ---------------------------------------------------------------------
-    def _diar(self, method: str, *args: Any) -> Any:
-        """Call the diariser; on any fault, drop diarisation for this stream (words go unlabelled)."""
+    def _diar(self, call: Callable[[DiariserStream], T]) -> T | None:
+        """`call(diariser)`; on any fault, drop diarisation for this stream (words go unlabelled)."""
         if self.diariser is None:
             return None
         try:
-            return getattr(self.diariser, method)(*args)
+            return call(self.diariser)
         except Exception:
             log.exception("diariser failed on stream %s; diarisation off for it", self.id)
             self.diariser = None
@@ -346,14 +333,13 @@ class EngineStream:
         """Words with the diariser's speaker/azimuth, times and confidences rounded for the wire."""
         out = []
         for w in words:
-            got = self._diar("label", w.start, w.end) if self.diariser is not None else None
-            speaker, azimuth = got if isinstance(got, tuple) else (w.speaker, w.azimuth)
+            got = self._diar(lambda d: d.label(w.start, w.end))
+            speaker, azimuth = got if got is not None else (w.speaker, w.azimuth)
             out.append(Word(w.text, round(float(w.start), 3), round(float(w.end), 3),
                             round(min(max(float(w.conf), 0.0), 1.0), 4), speaker,
                             None if azimuth is None else round(float(azimuth) % 360.0, 1)))
         return out
 
     def _diar_events(self) -> None:
-        for ev in self._diar("events") or []:
-            if isinstance(ev, dict) and ev.get("type") in ("speakers", "tracks"):
-                self.emit(SpeakerEvent(ev))
+        for ev in self._diar(lambda d: d.events()) or []:
+            self.emit(ev)

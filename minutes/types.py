@@ -133,3 +133,55 @@ class Transcript:
             turns=tuple(Turn.from_dict(t) for t in data.get("turns", [])),
             duration=float(data.get("duration", 0.0)),
         )
+
+
+# -- the online diariser's events (diarisation/online.py), sent to a stream's client as they are --
+@dataclass(frozen=True)
+class SpeakerPosition:
+    speaker: str
+    azimuth: float | None  # degrees, None until the speaker has a direction
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A past step whose speaker the diariser changed its mind about."""
+
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass(frozen=True)
+class SpeakersEvent:
+    """`speakers`: the speakers known so far, and revised labels of the recent past."""
+
+    time: float  # s of audio the diariser had seen
+    speakers: tuple[SpeakerPosition, ...]
+    revised: tuple[Revision, ...] = ()
+    type: str = field(default="speakers", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "time": self.time, "speakers": [asdict(s) for s in self.speakers],
+                "revised": [asdict(r) for r in self.revised]}
+
+
+@dataclass(frozen=True)
+class Track:
+    speaker: str
+    azimuth: float | None
+    active: bool  # the one speaking in this step
+
+
+@dataclass(frozen=True)
+class TracksEvent:
+    """`tracks`: every known speaker's current direction."""
+
+    time: float
+    tracks: tuple[Track, ...]
+    type: str = field(default="tracks", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "time": self.time, "tracks": [asdict(t) for t in self.tracks]}
+
+
+DiariserEvent = SpeakersEvent | TracksEvent

@@ -114,8 +114,15 @@ class Joiner(nn.Module):
         self.out = nn.Linear(joint_dim, vocab)
 
     def forward(self, enc: Tensor, pred: Tensor) -> Tensor:
-        """Projected or not: enc (..., E), pred (..., P), broadcastable -> (..., V) raw logits."""
-        return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
+        """enc (..., E), pred (..., P), broadcastable -> (..., V) raw logits."""
+        return self.joint(self.enc_proj(enc), self.pred_proj(pred))
+
+    def joint(self, enc_p: Tensor | None, pred_p: Tensor) -> Tensor:
+        """The joiner formula, written once: already-projected enc (..., J) and pred (..., J)
+        -> (..., V) raw logits. Searches project each side once (per chunk, per hypothesis)
+        and call this per expansion; `enc_p` None is the encoder's share zeroed (enc_proj has
+        no bias), the internal LM."""
+        return self.out(torch.tanh(pred_p if enc_p is None else enc_p + pred_p))
 
 
 class Transducer(nn.Module):
@@ -203,24 +210,9 @@ class Transducer(nn.Module):
             frames += n
         return total / max(frames, 1)
 
-    @torch.no_grad()
-    def ctc_greedy(self, feats: Tensor, lengths: Tensor) -> list[list[int]]:
-        """Best-path CTC units per utterance (pieces or characters, see `cfg.ctc_units`)."""
-        enc, enc_lens = self.encode(feats, lengths)
-        best = self.ctc(enc).argmax(-1)
-        out = []
-        for row, n in zip(best.tolist(), enc_lens.tolist()):
-            toks, prev = [], BLANK
-            for t in row[:n]:
-                if t != prev and t != BLANK:
-                    toks.append(t)
-                prev = t
-            out.append(toks)
-        return out
-
     def ilm_logits(self, pred: Tensor) -> Tensor:
         """Internal LM: joiner on predictor output alone (encoder share zeroed), blank masked."""
-        logits = self.joiner.out(torch.tanh(self.joiner.pred_proj(pred)))
+        logits = self.joiner.joint(None, self.joiner.pred_proj(pred))
         return logits.index_fill(-1, torch.tensor([BLANK], device=logits.device), float("-inf"))
 
     # -- streaming --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from decoding.greedy import greedy_decode_batch
+from decoding.greedy import ctc_decode_batch, greedy_decode_batch
 from decoding.recogniser import DecodingOptions, Recogniser
 from minutes.types import Word
 from models.features import fbank
@@ -131,14 +131,14 @@ def test_ctc_decoder_streams_like_offline_best_path(rec: Recogniser, utts):
     wave = utts[2][0]
     words = rec.transcribe(wave.numpy(), DecodingOptions(decoder="ctc"), chunk_samples=777, endpoints=False)
     feats = fbank(wave)[None]
-    offline = rec.model.ctc_greedy(feats, torch.tensor([feats.shape[1]]))[0]
+    offline = ctc_decode_batch(rec.model, feats, torch.tensor([feats.shape[1]]))[0]
     assert " ".join(w.text for w in words) == rec.tok.decode(offline)
     for a, b in zip(words, words[1:]):
         assert a.start <= b.start
 
 
 def test_package_publishes_a_verified_store_model(rec: Recogniser, tmp_path: Path):
-    from compression.store import ModelStore
+    from compression.store import ChecksumError, ModelStore
     from training.package import package
 
     ckpt = tmp_path / "exp" / "last.pt"
@@ -147,5 +147,11 @@ def test_package_publishes_a_verified_store_model(rec: Recogniser, tmp_path: Pat
     path, manifest = ModelStore(tmp_path / "store").resolve("default", verify=True)
     assert path == folder and manifest.sealed and manifest.parameters == rec.model.num_params()
     assert manifest.size_bytes < 50e6 and manifest.sparsity == 0.0
-    again = Recogniser.load(path)
-    assert again.default_decoder == "ctc" and again.chunk_seconds == rec.chunk_seconds
+    again = Recogniser.from_store(tmp_path / "store", "default/1")  # the store's folder, manifest and checksums
+    assert again.manifest == manifest and again.default_decoder == "ctc" and again.chunk_seconds == rec.chunk_seconds
+    assert Recogniser.load(path, manifest).manifest is manifest  # a resolved manifest is taken, not re-read
+    with pytest.raises(FileNotFoundError, match="from_store"):  # which version of a name: the store decides
+        Recogniser.load(tmp_path / "store" / "default")
+    (path / "model.pt").write_bytes((path / "model.pt").read_bytes() + b"\0")
+    with pytest.raises(ChecksumError):
+        Recogniser.from_store(tmp_path / "store", "default")

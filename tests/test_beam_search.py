@@ -1,4 +1,7 @@
-"""Beam search, fusion and hotwords on a tiny random transducer (real modules, random weights)."""
+"""Beam search, fusion and hotwords on a tiny random transducer (real modules, random weights).
+
+Beam 1 against the served greedy search is tests/test_beam_transducer.py (one greedy search:
+decoding/greedy.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from decoding.beam_search import BeamSearch, greedy_search
+from decoding.beam_search import BeamSearch
 from decoding.hotwords import HotwordTrie
 from decoding.ngram import NgramLM
 from decoding.options import DecodingOptions
@@ -78,14 +81,6 @@ def _decode(search, enc, lengths, opts, chunk=None, tries=None):
     return [search.nbest(s, 1)[0] for s in streams]
 
 
-def test_beam_one_equals_greedy(model):
-    enc, lengths = _enc(), torch.tensor([20, 13, 17])
-    ref = greedy_search(model, enc, lengths, max_symbols=1)
-    assert any(ref), "the random model should emit something"
-    hyps = _decode(BeamSearch(model), enc, lengths, DecodingOptions(search="beam", beam_size=1))
-    assert [list(h.tokens) for h in hyps] == ref
-
-
 def test_chunked_equals_whole_and_batched_equals_single(model):
     enc, lengths = _enc(), torch.tensor([20, 13, 17])
     opts = DecodingOptions(search="beam", beam_size=4)
@@ -134,14 +129,14 @@ def test_hotword_biasing_raises_boosted_word(model):
     # Boost a 2-token "word" the model does not output on its own.
     word = next([a, b] for a in range(1, V) for b in range(1, V)
                 if not _contains(plain.tokens, [a, b]))
-    trie = HotwordTrie([word], score=6.0)
-    biased = _decode(search, enc, lengths, dataclasses.replace(opts, hotword_score=6.0), tries=[trie])[0]
+    trie = HotwordTrie([word], boost=6.0)
+    biased = _decode(search, enc, lengths, dataclasses.replace(opts, hotword_boost=6.0), tries=[trie])[0]
     assert _contains(biased.tokens, word)
     assert biased.hotword_score > 0
 
 
 def test_hotword_trie_gives_back_partial_matches():
-    trie = HotwordTrie([[3, 4, 5]], score=1.0)
+    trie = HotwordTrie([[3, 4, 5]], boost=1.0)
     b1, n1 = trie.advance(trie.root, 3)
     b2, n2 = trie.advance(n1, 4)
     b3, n3 = trie.advance(n2, 7)  # broken: the two earned points go back

@@ -20,7 +20,7 @@ from diarisation.pipeline import OfflineDiariser
 from diarisation.rttm import read_rttm, to_rttm
 from diarisation.synth import Utterance, load_speaker_audio, render, speechocean_dir
 from minutes.arrays import geometry
-from minutes.types import Turn
+from minutes.types import TracksEvent, Turn
 
 torch.set_num_threads(1)
 needs_speech = pytest.mark.skipif(not speechocean_dir().exists(), reason="shared speech data missing")
@@ -130,9 +130,10 @@ def test_online_diariser_two_speakers(two_speaker_scene, proposal):
     ds.input_finished()
     s = score(scene.turns, ds.turns())
     assert s.der < 15.0, s
-    tracks = [e for e in events if e["type"] == "tracks"]
-    assert tracks and {"speaker", "azimuth", "active"} <= set(tracks[-1]["tracks"][0])
-    azimuths = sorted(x["azimuth"] for x in tracks[-1]["tracks"])
+    tracks = [e for e in events if isinstance(e, TracksEvent)]
+    assert tracks and {"speaker", "azimuth", "active"} <= set(tracks[-1].to_dict()["tracks"][0])
+    assert all(e.to_dict()["type"] in ("speakers", "tracks") for e in events)
+    azimuths = sorted(x.azimuth for x in tracks[-1].tracks)
     assert len(azimuths) == 2 and _angle_err(azimuths[0], 40.0) < 6 and _angle_err(azimuths[1], 210.0) < 6
     # A word inside the first talker's first turn gets that talker and their direction.
     first = scene.turns[0]
@@ -364,3 +365,30 @@ def test_turns_carry_on_over_a_change_of_speaker_while_hits_continue():
     # ... turns a pause apart are no change of speaker, and change_gap = 0 turns the rule off.
     assert change_spans([(0.0, 4.8, "A"), (5.0, 10.0, "B")], times, hits, ["A", "B"], 0.128, cfg) == []
     assert change_spans(turns, times, hits, ["A", "B"], 0.128, OverlapConfig(change_gap=0.0)) == []
+
+
+def test_speaker_trainer_publishes_through_the_store_and_the_embedder_loads_it_verified(tmp_path):
+    """The trainer's output is a store artefact like any other: the next version (v2 -> v3),
+    its real architecture in the listing (not "unknown"), checksums the embedder verifies."""
+    from compression.store import ChecksumError, ModelStore
+    from diarisation.embedding import ARCHITECTURE, Embedder, default_model_path
+    from models.speaker import SpeakerConfig, SpeakerEncoder
+    from training.speaker import SpeakerRecipe, publish
+
+    store = ModelStore(tmp_path / "store")
+    torch.manual_seed(0)
+    recipe = SpeakerRecipe(store=store.root)
+    publish(recipe, SpeakerEncoder(SpeakerConfig()).eval(), {"eer_percent": {"all": 30.0}, "steps": 1})
+    assert store.versions("speaker") == ["1"]
+    (store.root / "speaker" / "1").rename(store.root / "speaker" / "v2")  # the shipped store's form
+    m = publish(recipe, SpeakerEncoder(SpeakerConfig()).eval(), {"eer_percent": {"all": 20.0}, "steps": 2})
+    assert m.version == "v3" and m.sealed and m.architecture == ARCHITECTURE and m.extra["steps"] == 2
+    assert [d.summary()["architecture"] for d in store.list()] == [ARCHITECTURE]
+    path = default_model_path(store.root)
+    assert path == store.root / "speaker" / "v3" / "model.pt"
+    emb = Embedder(path)
+    assert emb.kind == "tdnn" and emb(np.random.default_rng(0).normal(size=8000).astype(np.float32)).shape == (emb.dim,)
+    assert default_model_path(tmp_path / "empty") is None  # no trained model: the MFCC fallback's case
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ChecksumError):
+        default_model_path(store.root)

@@ -56,3 +56,27 @@ def test_the_check_sees_every_import_form(tmp_path: Path) -> None:
                  "import importlib\nimportlib.import_module('corpus.cli')\nfrom . import corpus\n")
     got = [m for _, m in imported_modules(f) if m.split(".")[0] == FORBIDDEN]
     assert got == ["corpus.text", "corpus", "corpus.readers", "corpus.cli"]  # the relative one is local
+
+
+REFLECTION = {"getattr", "hasattr", "setattr", "inspect", "signature"}
+
+
+def _reflection(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+            if name in REFLECTION:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}()")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            found += [f"{path.relative_to(REPO)}:{node.lineno}: import inspect" for n in names if n == "inspect"]
+    return found
+
+
+def test_the_engine_does_no_reflection() -> None:
+    """engine/ calls its recogniser and diariser through typed protocols (engine/protocols.py),
+    not by probing them with getattr/hasattr/inspect."""
+    assert [f for p in sorted((REPO / "engine").rglob("*.py")) for f in _reflection(p)] == []

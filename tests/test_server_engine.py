@@ -153,3 +153,42 @@ def test_models_by_name_or_name_and_version(tmp_path):
         assert pinned.model("default").ref == "default/2"  # the bare name: its newest version
     finally:
         pinned.stop()
+
+
+def _members(protocol: type) -> set[str]:
+    return {n for n in vars(protocol) if not n.startswith("_")} | set(getattr(protocol, "__annotations__", {}))
+
+
+def test_the_real_recogniser_and_diariser_fill_the_engines_protocols(store):
+    """engine/protocols.py is what the engine calls, with no probing: the real classes must
+    have every member (a renamed method fails here, not as an AttributeError mid-stream)."""
+    from decoding.recogniser import Recogniser
+    from diarisation.online import OnlineConfig, OnlineDiariser
+    from engine.protocols import Diarises, DiariserStream, Recognises, RecogniserStream
+    from minutes.arrays import geometry
+
+    rec = Recogniser.from_store(store, "default")
+    assert _members(Recognises) <= set(dir(rec)) and _members(RecogniserStream) <= set(dir(rec.new_stream()))
+    d = OnlineDiariser(OnlineConfig())
+    ds = d.new_stream(geometry("circular-7"), 16000, memory=30.0, keep_turns=False)
+    assert _members(Diarises) <= set(dir(d)) and _members(DiariserStream) <= set(dir(ds))
+
+
+def test_the_recogniser_plans_a_streams_hotwords(store):
+    """`Recogniser.plan`: the model's default boost when none is asked (DecodingOptions'
+    one default), the asked one otherwise; phrases its vocabulary cannot spell are dropped
+    with a warning; hotwords switch the stream to beam search, none leaves it greedy."""
+    from decoding.options import DecodingOptions
+    from decoding.recogniser import Recogniser
+
+    rec = Recogniser.from_store(store, "default")
+    options, plan = rec.plan()
+    assert options == rec.options and (plan.search, plan.hotwords, plan.hotword_boost) == ("greedy", (), None)
+    options, plan = rec.plan(("MIKE", "\u00e9\u00e9\u00e9"))
+    assert plan.hotwords == ("MIKE",) and options.hotwords == ("MIKE",) and "cannot spell" in plan.warnings[0]
+    assert plan.hotword_boost == options.hotword_boost == DecodingOptions().hotword_boost
+    assert (plan.search, plan.beam_size) == ("beam", options.beam_size)
+    options, plan = rec.plan(("MIKE",), 3.5)
+    assert options.hotword_boost == plan.hotword_boost == 3.5 and rec.new_stream(options).beam.trie.boost == 3.5
+    assert plan.to_dict() == {"decoder": "transducer", "search": "beam", "beam_size": 4, "hotwords": ["MIKE"],
+                              "hotword_boost": 3.5}

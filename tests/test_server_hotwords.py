@@ -48,7 +48,7 @@ def server(model_store, tmp_path_factory):  # noqa: F811
 def opts(rec, hotwords=(), boost=None, **kw):
     """The recogniser's default options with these hotwords (as the engine builds them)."""
     return dataclasses.replace(rec.options, hotwords=tuple(hotwords), **kw,
-                               **({} if boost is None else {"hotword_score": boost}))
+                               **({} if boost is None else {"hotword_boost": boost}))
 
 
 def words_of(rec, x, hotwords=(), boost=None) -> list[str]:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from compression.store import ChecksumError, Manifest, ModelStore, StoreError, UnknownModelError, split_ref
+from compression.store import ChecksumError, Manifest, ModelStore, StoreError, UnknownModelError, next_version, split_ref
 
 
 def _artefact(tmp_path, payload: bytes = b"weights"):
@@ -78,18 +78,18 @@ def test_versions_sort_naturally(tmp_path):
     assert store.versions("m") == ["2", "9", "10"] and store.manifest("m").version == "10"
 
 
-def test_find_model_takes_the_numerically_newest_version(tmp_path):
-    """The recogniser's own lookup of a store name folder (what `minutes eval store/default`
-    and the benches load) orders versions as the store does: 10 after 9, not "10" < "9"."""
-    from decoding.recogniser import find_model
-
+def test_prefixed_versions_sort_by_their_numbers_and_publish_continues_them(tmp_path):
+    """store/speaker's versions are v1, v2, ...: "v10" is newer than "v9" (as text it is older),
+    and a publish without a version takes the next one in the same form."""
     store = ModelStore(tmp_path / "store")
-    for v in ("9", "10", "2"):
-        store.publish(_artefact(tmp_path, v.encode()), "m", "x", version=v)
-    (tmp_path / "store" / "m" / ".11.tmp").mkdir()  # a publish in progress is not a version
-    (tmp_path / "store" / "m" / ".11.tmp" / "model.pt").write_bytes(b"half")
-    assert find_model(tmp_path / "store" / "m") == tmp_path / "store" / "m" / "10" / "model.pt"
-    assert find_model(tmp_path / "store" / "m" / "9") == tmp_path / "store" / "m" / "9" / "model.pt"
+    for v in ("v9", "v10", "v2"):
+        store.publish(_artefact(tmp_path, v.encode()), "speaker", "x", version=v)
+    (tmp_path / "store" / "speaker" / ".v11.tmp").mkdir()  # a publish in progress is not a version
+    assert store.versions("speaker") == ["v2", "v9", "v10"]
+    folder, m = store.resolve("speaker")
+    assert m.version == "v10" and (folder / "model.pt").read_bytes() == b"v10"
+    assert store.publish(_artefact(tmp_path), "speaker", "x").version == "v11"
+    assert [next_version(v) for v in ([], ["9"], ["1.9"], ["2026.1"], ["latest"])] == ["1", "10", "1.10", "2026.2", "1"]
 
 
 @pytest.mark.parametrize("ref, want", [("default", ("default", None)), ("default/5", ("default", "5")),

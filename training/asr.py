@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from decoding.greedy import greedy_decode_batch
+from decoding.greedy import ctc_decode_batch, greedy_decode_batch
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from models.encoder import EncoderConfig
 from models.features import FbankConfig
@@ -169,7 +169,7 @@ def evaluate(model: Transducer, tok: Tokenizer, cache: FeatureCache, items: list
         part = order[i : i + batch]
         x, fl, _, _ = collate([cache.get(it) for it in part], [[1]] * len(part))
         x, fl = x.to(dev), fl.to(dev)
-        for it, em, ct in zip(part, greedy_decode_batch(model, x, fl), model.ctc_greedy(x, fl)):
+        for it, em, ct in zip(part, greedy_decode_batch(model, x, fl), ctc_decode_batch(model, x, fl)):
             refs.append(it.text)
             hyps.append(tok.decode([e.token for e in em]))
             ctc_hyps.append(ctc_tok.decode(ct))

@@ -12,6 +12,11 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch comes in only when a model is loaded
+    from compression.store import Manifest
+    from decoding.recogniser import Recogniser
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,10 +38,31 @@ class EvalResult:
     chunk_seconds: float  # the model's algorithmic chunk
 
 
-def resolve_model(name: str) -> Path:
-    """A path, or a store name under <repo>/store/."""
-    p = Path(name)
-    return p if p.exists() else REPO / "store" / name
+def _resolve(model: str, store: Path) -> tuple[Path, Manifest | None]:
+    """(folder or checkpoint, its store manifest when it came from a store)."""
+    from compression.store import ModelStore, split_ref
+
+    p = Path(model)
+    if p.is_file() or (p / "model.pt").is_file():  # a checkpoint or a version folder, as given
+        return p, None
+    if p.is_dir():  # a store's name folder (store/default): that store's newest version
+        return ModelStore(p.parent).resolve(p.name, verify=True)
+    return ModelStore(store).resolve(*split_ref(model), verify=True)
+
+
+def resolve_model(model: str, store: Path = REPO / "store") -> Path:
+    """The folder (or checkpoint file) of `model`: a checkpoint or version folder path as it
+    is; a store name folder (`store/default`) or a store reference (`default`, `default/7`)
+    through the store: its newest version by number unless one is named, files checked
+    against the manifest's sha256 (a `ChecksumError` rather than numbers from changed weights)."""
+    return _resolve(model, store)[0]
+
+
+def load_recogniser(model: str, store: Path = REPO / "store") -> "Recogniser":
+    """`Recogniser` of `model` (as `resolve_model` reads it), with its store manifest."""
+    from decoding.recogniser import Recogniser
+
+    return Recogniser.load(*_resolve(model, store))
 
 
 def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None = None,
@@ -45,11 +71,10 @@ def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None
     import torch
 
     from corpus.manifest import read_manifest, resolve_audio
-    from decoding.recogniser import Recogniser
     from training.data import load_audio
 
     torch.set_num_threads(threads)
-    rec = Recogniser.load(resolve_model(model))
+    rec = load_recogniser(model)
     records = list(read_manifest(manifest))
     if limit:
         records = records[:limit]
@@ -88,7 +113,8 @@ def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="WER/RTF of a model on a manifest (streamed)", description=__doc__)
-    p.add_argument("--model", default="default", help="store name (store/<name>) or a model path")
+    p.add_argument("--model", default="default",
+                   help="store reference (name, its newest version, or name/version; checksums checked) or a model path")
     p.add_argument("--manifest", required=True, action="append", help="JSONL manifest (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="first N utterances only (0 = all)")
     p.add_argument("--out", default=None, help="per-utterance JSONL (one file per manifest: suffixed)")

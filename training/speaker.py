@@ -8,7 +8,8 @@ test); (2) synthesise a few dozen TTS pseudo-speakers (espeak-ng variants, flite
 some held out too; (3) log-mel features of each utterance clean and through simulated rooms
 (pyroomacoustics RIRs + noise: the diariser hears far-field reverberant speech); (4) train
 the TDNN with AAM-softmax on random 2 s crops for a wall-clock budget; (5) EER on held-out
-speakers; (6) write the checkpoint and a manifest to the model store.
+speakers; (6) publish the checkpoint to the model store (`ModelStore.publish`: checksums, its
+architecture, the next version; a published version is never overwritten).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import logging
 import random
 import subprocess
+import tempfile
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -28,6 +30,8 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve, resample_poly
 
+from compression.store import Manifest, ModelStore, StoreError
+from diarisation.embedding import ARCHITECTURE
 from models.speaker import AAMSoftmax, SpeakerConfig, SpeakerEncoder, save_speaker
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,9 @@ class SpeakerRecipe:
     """Everything the run depends on; loaded from `training/recipes/speaker*.toml`."""
 
     work_dir: Path = Path("/work/data/speaker")  # feature and TTS cache (never in git)
-    store_dir: Path = REPO / "store" / "speaker" / "v1"
+    store: Path = REPO / "store"  # the model store the trained model is published to
+    name: str = "speaker"  # its store name (diarisation.embedding loads the newest version of it)
+    version: str = ""  # "" = the one after the newest (v2 -> v3); an existing version is refused
     n_dev: int = 10  # real speakers held out (corpus.readers.split_speakers)
     espeak_voices: tuple[str, ...] = ()  # "lang+variant" pseudo-speakers
     flite_voices: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
@@ -64,10 +70,16 @@ class SpeakerRecipe:
         data = tomllib.loads(Path(path).read_text())
         model = SpeakerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("model", {}).items()})
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
-        for key in ("work_dir", "store_dir"):
+        for key in ("work_dir", "store", "store_dir"):
             if key in kw:
                 p = Path(kw[key])
                 kw[key] = p if p.is_absolute() else REPO / p
+        if "store_dir" in kw:  # older recipes name the version folder: store/<name>/<version>
+            d = kw.pop("store_dir")
+            kw.setdefault("store", d.parent.parent)
+            kw.setdefault("name", d.parent.name)
+            if not d.exists():  # a version already published stays as it is: the next one is taken
+                kw.setdefault("version", d.name)
         return cls(**kw, model=model)
 
 
@@ -279,6 +291,9 @@ def train(recipe: SpeakerRecipe) -> dict:
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
+    if recipe.version and recipe.version in ModelStore(recipe.store).versions(recipe.name):  # before, not after, the run
+        raise StoreError(f"{recipe.name}/{recipe.version} is already in {recipe.store}: a published version is "
+                         "never overwritten (leave `version` empty for the next one)")
     model = SpeakerEncoder(recipe.model)
     if recipe.init:
         init = Path(recipe.init) if Path(recipe.init).is_absolute() else REPO / recipe.init
@@ -321,17 +336,29 @@ def train(recipe: SpeakerRecipe) -> dict:
         model.load_state_dict(best_state)
         eer = evaluate(model, data["eval"])
     model.eval()
-    recipe.store_dir.mkdir(parents=True, exist_ok=True)
     result = {
-        "name": "speaker", "version": recipe.store_dir.name, "file": "model.pt",
         "eer_percent": eer, "steps": step, "train_classes": len(data["classes"]),
         "heldout_speakers": data["heldout"], "history": history,
-        "recipe": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(recipe).items()},
+        "recipe": json.loads(json.dumps(asdict(recipe), default=str)),
     }
-    save_speaker(model, recipe.store_dir / "model.pt", {"eer_percent": eer})
-    (recipe.store_dir / "manifest.json").write_text(json.dumps(result, indent=1, default=str))
-    log.info("done: %d steps, EER %s -> %s", step, eer, recipe.store_dir)
-    return result
+    manifest = publish(recipe, model, result)
+    log.info("done: %d steps, EER %s -> %s/%s", step, eer, manifest.name, manifest.version)
+    return {"name": manifest.name, "version": manifest.version, **result}
+
+
+def publish(recipe: SpeakerRecipe, model: SpeakerEncoder, result: dict) -> Manifest:
+    """The trained model into the store as `recipe.name` (the next version unless the recipe
+    names one): checksummed, with its architecture, so the server's `/v1/models` lists what it
+    is and `diarisation.embedding` loads it verified. The run's record (EER, history, recipe)
+    goes into the manifest's `extra`, the EER into `metrics`."""
+    store = ModelStore(recipe.store)
+    with tempfile.TemporaryDirectory(prefix="speaker-") as tmp:
+        save_speaker(model, Path(tmp) / "model.pt", {"eer_percent": result.get("eer_percent")})
+        return store.publish(Path(tmp), recipe.name, ARCHITECTURE, version=recipe.version or None,
+                             parameters=sum(p.numel() for p in model.parameters()),
+                             metrics={"eer_percent": result.get("eer_percent")},
+                             description="speaker embedding (TDNN, AAM-softmax) for the online diariser",
+                             extra={k: v for k, v in result.items() if k != "eer_percent"})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,8 +32,22 @@ class ChecksumError(StoreError):
 
 
 def version_key(version: str) -> tuple:
-    """Natural order: "10" after "9", "1.10" after "1.9" (`sorted(versions, key=version_key)`)."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))
+    """Natural order, numbers as numbers: "10" after "9", "1.10" after "1.9", "v10" after "v9"
+    (`sorted(versions, key=version_key)`). The store's one version order: the server, the
+    recogniser and the speaker embedder all take "newest" from it."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p)
+                 for part in re.split(r"[.\-_]", version) for p in re.split(r"(\d+)", part) if p)
+
+
+def next_version(versions: list[str]) -> str:
+    """The version after the newest of `versions` (oldest first), in its form: "9" -> "10",
+    "v2" -> "v3", "2026.1" -> "2026.2"; "1" for the first."""
+    if not versions:
+        return "1"
+    head, digits = re.fullmatch(r"(.*?)(\d*)", versions[-1]).groups()
+    if not digits:
+        return str(max((int(v) for v in versions if v.isdigit()), default=0) + 1)
+    return f"{head}{int(digits) + 1}"
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -156,14 +170,13 @@ class ModelStore:
         """Copy an artefact into the store as `name/version` and write its manifest.
 
         `source` is a folder (all its files, recursively, except an old manifest) or a list
-        of files. `version` defaults to the next integer. Other manifest fields (parameters,
-        sparsity, metrics, base, compression, description, sample_rate, extra) pass through.
-        An existing version is never overwritten.
+        of files. `version` defaults to the one after the newest (`next_version`). Other
+        manifest fields (parameters, sparsity, metrics, base, compression, description,
+        sample_rate, extra) pass through. An existing version is never overwritten.
         """
         check_name(name)
         if version is None:
-            ints = [int(v) for v in self.versions(name) if v.isdigit()]
-            version = str(max(ints, default=0) + 1)
+            version = next_version(self.versions(name))
         check_name(str(version), "version")
         dest = self.root / name / str(version)
         if dest.exists():
