@@ -7,6 +7,11 @@ the layers, coercing strings from the environment/CLI to the field's declared ty
 
 Environment variables are `<PREFIX><FIELD>` upper-cased, e.g. `MINUTES_PORT` for
 `ServerConfig.port` with prefix `MINUTES_`.
+
+A config may hold another concern's config instead of copying its fields: a field with
+`metadata={"flatten": True}` (`ServerConfig.engine: EngineConfig`) has its settings at the
+outer level (`--max-batch`, `MINUTES_MAX_BATCH`, `max_batch` in TOML), each under its field name
+or the `metadata["name"]` it gives (`EngineConfig.store` is the server's `model_store`).
 """
 
 from __future__ import annotations
@@ -82,24 +87,50 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
     return value
 
 
-def from_mapping(cls: type[T], values: Mapping[str, Any], *, source: str = "config") -> T:
-    """Build `cls` from defaults overridden by `values`; unknown keys are an error."""
+Setting = tuple[tuple[str, ...], Any, dataclasses.Field]  # (field path, type, field)
+
+
+def settings(cls: type) -> dict[str, Setting]:
+    """Every setting of `cls` by its public name, nested (`flatten`) configs' included."""
+    out: dict[str, Setting] = {}
     ftypes = _field_types(cls)
-    unknown = set(values) - set(ftypes)
-    if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {sorted(unknown)} for {cls.__name__}")
-    kwargs = {k: coerce(v, ftypes[k], f"{source}:{k}") for k, v in values.items()}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("flatten"):
+            for key, (path, tp, sub) in settings(ftypes[f.name]).items():
+                out[key] = ((f.name, *path), tp, sub)
+        else:
+            out[f.metadata.get("name", f.name)] = ((f.name,), ftypes[f.name], f)
+    return out
+
+
+def _build(cls: type[T], values: dict[tuple[str, ...], Any]) -> T:
+    ftypes = _field_types(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("flatten"):
+            kwargs[f.name] = _build(ftypes[f.name], {p[1:]: v for p, v in values.items() if p[0] == f.name})
+        elif (f.name,) in values:
+            kwargs[f.name] = values[(f.name,)]
     return cls(**kwargs)
 
 
+def from_mapping(cls: type[T], values: Mapping[str, Any], *, source: str = "config") -> T:
+    """Build `cls` from defaults overridden by `values`; unknown keys are an error."""
+    known = settings(cls)
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {sorted(unknown)} for {cls.__name__}")
+    return _build(cls, {known[k][0]: coerce(v, known[k][1], f"{source}:{k}") for k, v in values.items()})
+
+
 def env_values(cls: type, prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The `<PREFIX><FIELD>` variables that are set, keyed by field name."""
+    """The `<PREFIX><SETTING>` variables that are set, keyed by setting name."""
     environ = os.environ if environ is None else environ
     out = {}
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}{f.name}".upper()
+    for name in settings(cls):
+        key = f"{prefix}{name}".upper()
         if key in environ:
-            out[f.name] = environ[key]
+            out[name] = environ[key]
     return out
 
 
@@ -138,31 +169,35 @@ def load_config(
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one `--field-name` flag per dataclass field; unset flags stay None (no override).
+    """Add one `--setting-name` flag per setting; unset flags stay None (no override).
 
     The help text is the field's `metadata["help"]` when given.
     """
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        base, _ = _unwrap_optional(_field_types(cls)[f.name])
+    for name, (_, tp, f) in settings(cls).items():
+        flag = "--" + name.replace("_", "-")
+        base, _ = _unwrap_optional(tp)
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         )
         helptext = f"{f.metadata.get('help', '')} (default: {default!r})".strip()
         if base is bool:
-            parser.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=helptext)
+            parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=helptext)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=helptext)
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=helptext)
 
 
 def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The flags of `cls` that were given on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    return {name: getattr(args, name) for name in settings(cls) if getattr(args, name, None) is not None}
 
 
 def to_toml_dict(config: Any) -> dict[str, Any]:
-    """A plain dict of a config dataclass, with Paths as strings (for printing)."""
+    """A plain dict of a config dataclass by setting name (nested configs flattened, as they
+    are read), with Paths as strings (for printing)."""
     out = {}
-    for k, v in dataclasses.asdict(config).items():
-        out[k] = str(v) if isinstance(v, Path) else v
+    for name, (path, _, _) in settings(type(config)).items():
+        v = config
+        for part in path:
+            v = getattr(v, part)
+        out[name] = str(v) if isinstance(v, Path) else v
     return out

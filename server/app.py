@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from engine import Engine, EngineConfig
+from engine import Engine
 from minutes import __version__
 from server import ws_stream, ws_vosk
 from server.config import ServerConfig
@@ -26,17 +26,10 @@ log = logging.getLogger("minutes.server")
 WEB = Path(__file__).resolve().parents[1] / "clients" / "web"
 
 
-def engine_config(config: ServerConfig) -> EngineConfig:
-    return EngineConfig(store=config.model_store, model=config.model, max_batch=config.max_batch,
-                        loop_interval_ms=config.loop_interval_ms, threads=config.threads,
-                        decoders=config.decoders,
-                        diarisation=config.diarisation, punctuator=config.punctuator)
-
-
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     metrics = Metrics()
-    ctx = ServerContext(config, Engine(engine_config(config), metrics.observe_decode), metrics,
+    ctx = ServerContext(config, Engine(config.engine, metrics.observe_decode), metrics,
                         StreamSlots(config.max_streams, config.max_streams_per_key))
 
     @asynccontextmanager
@@ -45,7 +38,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         ctx.jobs = JobQueue(ctx, config.jobs_db, config.jobs_dir)
         ctx.jobs.start()
         log.info("minutes %s serving on %s:%d (model %r from %s)", __version__, config.host, config.port,
-                 config.model, config.model_store)
+                 config.engine.model, config.engine.store)
         try:
             yield
         finally:

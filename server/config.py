@@ -1,25 +1,24 @@
-"""The server's settings: one dataclass, from defaults < TOML [server] < MINUTES_* env < flags."""
+"""The server's settings: one dataclass, from defaults < TOML [server] < MINUTES_* env < flags.
+
+The engine's settings are its own `EngineConfig`, held whole in `engine` (not copied field by
+field); `minutes.config` reads them at the same level as the server's own."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config import EngineConfig
+
 
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
     port: int = field(default=8000, metadata={"help": "TCP port"})
-    model: str = field(default="default", metadata={"help": "model in the store: a name (its newest version) or name/version"})
-    model_store: Path = field(default=Path("store"), metadata={"help": "model store directory"})
     workers: int = field(default=1, metadata={"help": "uvicorn worker processes"})
-    # batching worker (sherpa-onnx's max-batch-size / loop-interval)
-    max_batch: int = field(default=32, metadata={"help": "most streams decoded in one batched call"})
-    loop_interval_ms: float = field(default=10.0, metadata={"help": "decoder's wait for work when idle (ms)"})
-    threads: int = field(default=1, metadata={"help": "torch threads of each decoder"})
-    decoders: int = field(default=1, metadata={"help": "decoder threads (each batches its own streams)"})
-    diarisation: bool = field(default=True, metadata={"help": "use the online diariser when available"})
-    punctuator: str = field(default="punctuator", metadata={"help": "store model that cases and punctuates finals (empty: off)"})
+    # models, batching, diarisation, punctuation: the engine's own config, held whole (its
+    # settings are this config's flags: --model, --model-store, --max-batch, ...)
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={"flatten": True})
     # limits
     max_streams: int = field(default=64, metadata={"help": "concurrent streams (both WebSocket endpoints)"})
     max_streams_per_key: int = field(default=0, metadata={"help": "concurrent streams per API key (0: no cap)"})
@@ -44,10 +43,10 @@ class ServerConfig:
             raise ValueError(f"port must be in 1..65535, not {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
-        for name in ("max_batch", "threads", "decoders", "max_streams", "max_message_bytes", "max_upload_bytes", "vosk_sample_rate"):
+        for name in ("max_streams", "max_message_bytes", "max_upload_bytes", "vosk_sample_rate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("loop_interval_ms", "max_session_seconds", "idle_timeout_seconds", "max_sync_seconds",
+        for name in ("max_session_seconds", "idle_timeout_seconds", "max_sync_seconds",
                      "ws_ping_timeout_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from compression.store import StoreError, split_ref
+from decoding.options import Decoding
 from minutes.arrays import PRESETS, GeometryError, resolve_array
 from engine.audio import ENCODINGS
 from engine.spec import StreamSpec
@@ -170,3 +172,79 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         channel=parse_channel(options.get("channel", "mean"), channels),
         format=parse_text_format(options.get("format", "display")),
     )
+
+
+# -- the server's answer to `start` (docs/protocol.md), typed until it is sent -------------------
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    preset: str | None
+    geometry: tuple[tuple[float, float, float], ...]
+
+
+@dataclass(frozen=True)
+class AppliedOptions:
+    """The start message's options as the server will apply them (a model may not use them all)."""
+
+    partials: bool
+    hotwords: tuple[str, ...]
+    hotword_boost: float | None
+    diarisation: bool
+    model: str  # `name/version`: exactly the artefact that decodes this stream
+    channel: str | int
+    format: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int
+    max_session_seconds: float
+    idle_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Ready:
+    """`ready`: what the server will actually do with this stream, and why anything asked for
+    is not done (`warnings`)."""
+
+    stream_id: str
+    model: ModelRef
+    sample_rate: int  # of the audio the client sends
+    model_sample_rate: int  # what the recogniser hears (resampled when different)
+    encoding: str
+    channels: int
+    array: ArrayInfo | None
+    chunk_seconds: float
+    options: AppliedOptions
+    decoding: Decoding
+    limits: Limits
+    warnings: tuple[str, ...] = ()
+    protocol: str = "v1"
+
+    @property
+    def resampled(self) -> bool:
+        return self.sample_rate != self.model_sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "type": "ready", "protocol": self.protocol, "stream_id": self.stream_id,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "sample_rate": self.sample_rate, "model_sample_rate": self.model_sample_rate,
+            "resampled": self.resampled, "encoding": self.encoding, "channels": self.channels,
+            "array": None if self.array is None else {"preset": self.array.preset,
+                                                      "geometry": [list(g) for g in self.array.geometry]},
+            "chunk_seconds": self.chunk_seconds,
+            "options": {"partials": o.partials, "hotwords": list(o.hotwords), "hotword_boost": o.hotword_boost,
+                        "diarisation": o.diarisation, "model": o.model, "channel": o.channel, "format": o.format},
+            "decoding": self.decoding.to_dict(),
+            "limits": {"max_message_bytes": self.limits.max_message_bytes,
+                       "max_session_seconds": self.limits.max_session_seconds,
+                       "idle_timeout_seconds": self.limits.idle_timeout_seconds},
+            "warnings": list(self.warnings),
+        }

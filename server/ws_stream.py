@@ -17,7 +17,7 @@ from engine.events import Failure
 from engine.spec import StreamSpec
 from engine.stream import EngineStream, Synced
 from server.errors import CLOSE_NORMAL, CLOSE_POLICY
-from server.protocol import ProtocolError, parse_start, parse_text
+from server.protocol import AppliedOptions, ArrayInfo, Limits, ModelRef, ProtocolError, Ready, parse_start, parse_text
 from server.wsbase import Connection, Idle, Outgoing, run_until_either
 
 log = logging.getLogger("minutes.server")
@@ -102,9 +102,9 @@ class StreamSession:
         except EngineError as exc:
             return self.conn.error(exc.code, str(exc))
         self.spec, self.stream = spec, stream
-        self.conn.send(self.ready_message(spec, stream))
+        self.conn.send(self.ready_message(spec, stream).to_dict())
 
-    def ready_message(self, spec: StreamSpec, stream: EngineStream) -> dict:
+    def ready_message(self, spec: StreamSpec, stream: EngineStream) -> Ready:
         model, rec = stream.model, stream.model.recogniser
         warnings = []
         diarisation = stream.diariser is not None
@@ -115,23 +115,16 @@ class StreamSession:
         text_format, why = self.engine.text_format(spec)
         if why:
             warnings.append(why)
-        return {
-            "type": "ready", "protocol": "v1", "stream_id": stream.id,
-            "model": {"name": model.name, "version": model.manifest.version},
-            "sample_rate": spec.sample_rate, "model_sample_rate": rec.sample_rate,
-            "resampled": spec.sample_rate != rec.sample_rate,
-            "encoding": spec.encoding, "channels": spec.channels,
-            "array": None if spec.geometry is None else {"preset": spec.preset, "geometry": [list(g) for g in spec.geometry]},
-            "chunk_seconds": rec.chunk_seconds,
-            "options": {"partials": spec.partials, "hotwords": list(decoding.hotwords),
-                        "hotword_boost": decoding.hotword_boost, "diarisation": diarisation,
-                        "model": model.ref, "channel": spec.channel, "format": text_format},
-            "decoding": decoding.to_dict(),
-            "limits": {"max_message_bytes": self.cfg.max_message_bytes,
-                       "max_session_seconds": self.cfg.max_session_seconds,
-                       "idle_timeout_seconds": self.cfg.idle_timeout_seconds},
-            "warnings": warnings,
-        }
+        return Ready(
+            stream.id, ModelRef(model.name, model.manifest.version), spec.sample_rate, rec.sample_rate,
+            spec.encoding, spec.channels, None if spec.geometry is None else ArrayInfo(spec.preset, spec.geometry),
+            rec.chunk_seconds,
+            AppliedOptions(spec.partials, decoding.hotwords, decoding.hotword_boost, diarisation, model.ref,
+                           spec.channel, text_format),
+            decoding,
+            Limits(self.cfg.max_message_bytes, self.cfg.max_session_seconds, self.cfg.idle_timeout_seconds),
+            tuple(warnings),
+        )
 
     def on_audio(self, data: bytes) -> None:
         if self.stream is None:

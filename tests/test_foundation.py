@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -142,3 +143,22 @@ def test_server_answers_healthz(server_process):
 def test_server_config_validates():
     with pytest.raises(ValueError):
         ServerConfig(port=0)
+
+
+def test_server_config_holds_the_engine_config_whole(tmp_path):
+    """`ServerConfig.engine` is an `EngineConfig` (no copied fields); its settings keep the
+    server's names in every layer: TOML `model_store`, env `MINUTES_MAX_BATCH`, flag `--model`."""
+    from engine.config import EngineConfig
+
+    toml = tmp_path / "server.toml"
+    toml.write_text('[server]\nmodel_store = "/models"\nport = 8100\ndiarisation = false\n')
+    cfg = load_config(ServerConfig, toml_path=toml, section="server", environ={"MINUTES_MAX_BATCH": "4"},
+                      overrides={"model": "default/5"})
+    assert cfg.port == 8100 and cfg.engine == EngineConfig(store=Path("/models"), model="default/5", max_batch=4,
+                                                           diarisation=False)
+    assert not {"model", "model_store", "max_batch"} & {f.name for f in dataclasses.fields(ServerConfig)}
+    with pytest.raises(ValueError, match="max_batch"):
+        load_config(ServerConfig, environ={"MINUTES_MAX_BATCH": "0"})
+    toml.write_text("[server]\nstore = 'x'\n")  # the engine's field name is not a server setting: model_store is
+    with pytest.raises(ConfigError, match="store"):
+        load_config(ServerConfig, toml_path=toml, section="server", environ={})
