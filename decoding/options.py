@@ -38,7 +38,7 @@ class DecodingOptions:
     endpoint_trailing_blank: float = 1.0  # s without a token after a word -> endpoint
     # s of silence heard after a word (decoding/vad.py's level test on the audio received) ->
     # endpoint; 0 turns the rule off and finals wait for endpoint_trailing_blank
-    endpoint_quick_blank: float = 0.24
+    endpoint_quick_blank: float = 0.16
     endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
     endpoint_max_segment: float = 20.0  # s: a segment this long is closed
 

@@ -290,18 +290,16 @@ class Recogniser:
         since = s.frames_done - max(s.last_emit + 1, s.segment_start)
         if s.emissions and since * fs >= o.endpoint_trailing_blank:
             return True
-        # The quick rule: the talker has stopped when the audio received has been silent for
-        # `endpoint_quick_blank` s, that silence began inside what is decoded already (no word
-        # can still be coming out of the encoder) and the transducer has been blank for 2 frames
-        # (a word emitted late, over the silence, may still have tokens to come). Measured on
-        # the audio heard, not the frames decoded, so a pause counts from when it is heard.
+        # The quick rule: the talker has stopped when the last `endpoint_quick_blank` s of the
+        # decoded audio are silent (decoding/vad.py's level test) and the transducer has been
+        # blank for 2 frames (a word emitted late, over the silence, may still have tokens to
+        # come). The levels are read up to the decoded frames only, so where a segment ends does
+        # not depend on how the client cut its audio into messages.
         quick = int(np.ceil(o.endpoint_quick_blank / fs - 1e-9))
-        if s.emissions and quick > 0 and s.levels is not None:
-            run = s.levels.trailing_silence()
+        if s.emissions and quick > 0 and since >= 2 and s.levels is not None:
+            run = s.levels.trailing_silence(s.frames_done)
             if run is not None and run >= quick:
-                began = s.levels.end - run
-                if began <= s.frames_done and since >= 2:
-                    return True
+                return True
         if not s.emissions and since * fs >= o.endpoint_no_speech:
             return True
         return (s.frames_done - s.segment_start) * fs >= o.endpoint_max_segment

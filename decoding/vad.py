@@ -37,7 +37,11 @@ class SilenceRule:
 
 @dataclass
 class FrameLevels:
-    """Running dB level of each `frame_samples` of audio, from the stream's start."""
+    """Running dB level of each `frame_samples` of audio, from the stream's start.
+
+    Frames are kept until a query has moved `rule.history_frames` past them, not by how much
+    audio has arrived: a client that sends a minute at once gets the same answers as one that
+    streams it in real time."""
 
     frame_samples: int
     rule: SilenceRule = field(default_factory=SilenceRule)
@@ -52,9 +56,6 @@ class FrameLevels:
             frames = x[: n * self.frame_samples].reshape(n, self.frame_samples).astype(np.float64)
             db = 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-10)
             self.levels.extend(db.tolist())
-            while len(self.levels) > self.rule.history_frames:
-                self.levels.popleft()
-                self.first += 1
         self._rest = x[n * self.frame_samples:].copy()
 
     @property
@@ -65,9 +66,9 @@ class FrameLevels:
     def _limit(self, history: np.ndarray) -> float | None:
         """The level below which a frame is silence, from the recent history; None when the
         history cannot tell (too little heard, or speech too close to the floor)."""
-        heard = history[history > self.rule.digital_silence_db]
         # Digital silence (a muted mic, a client padding with zeros) is silence, but it is no
         # noise floor: taken into the percentiles it would set the bar below the room's noise.
+        heard = history[history > self.rule.digital_silence_db]
         if heard.size < self.rule.min_heard_frames:
             return None
         floor = np.percentile(heard, self.rule.noise_percentile)
@@ -76,28 +77,23 @@ class FrameLevels:
             return None
         return float(floor + self.rule.threshold * (speech - floor))
 
-    def silent(self, start: int, end: int) -> bool | None:
-        """Whether frames [start, end) are all silence; None when this cannot be told (frames
-        not heard yet or forgotten, or too little contrast between speech and the floor)."""
-        if end <= start or start < self.first or end > self.end:
+    def trailing_silence(self, end: int) -> int | None:
+        """How many of the frames before `end` are silence, counting back from `end - 1` (0 when
+        that one is not); None when this cannot be told. The floor and speech level come from
+        the `rule.history_frames` frames before `end` only. The caller passes the frames it has
+        decoded, not all it has heard, so the answer never depends on how the audio was cut into
+        messages. Later queries must not ask for an earlier `end` (older frames are dropped)."""
+        if end > self.end:
             return None
-        history = np.fromiter(self.levels, dtype=np.float64)
-        tail = history[start - self.first:end - self.first]
+        while self.first < end - self.rule.history_frames:  # frames no query can need again
+            self.levels.popleft()
+            self.first += 1
+        if end <= self.first:
+            return None
+        history = np.fromiter(self.levels, dtype=np.float64, count=end - self.first)
         limit = self._limit(history)
         if limit is None:
-            return bool(np.all(tail <= self.rule.digital_silence_db)) or None
-        return bool(np.all(tail < limit))
-
-    def trailing_silence(self) -> int | None:
-        """How many of the last frames heard are silence (0 when the last one is not); None when
-        this cannot be told. Counted on all the audio received, which runs ahead of what the
-        encoder has decoded: the endpointer sees a pause as soon as it is heard."""
-        if not self.levels:
-            return None
-        history = np.fromiter(self.levels, dtype=np.float64)
-        limit = self._limit(history)
-        if limit is None:
-            limit = self.rule.digital_silence_db + 1e-9
+            limit = self.rule.digital_silence_db + 1e-9  # only exact zeros count then
             if not history[-1] < limit:
                 return None
         loud = np.nonzero(history >= limit)[0]
