@@ -74,23 +74,12 @@ def shipped():
 
 
 def endpoint_delays(rec, audio: np.ndarray, opts) -> tuple[list[float], list[str]]:
-    """Per endpoint: seconds from the segment's last word to the chunk that closed it."""
-    s = rec.new_stream(opts)
-    step = rec.sample_rate // 10  # 100 ms messages, as live clients send them
-    delays, words = [], []
-    for i in range(0, len(audio), step):
-        s.accept_waveform(audio[i:i + step])
-        while rec.is_ready(s):
-            rec.decode_streams([s])
-            if not s.flushed and rec.is_endpoint(s):
-                seg = s.reset_segment()
-                if seg:
-                    delays.append(s.frames_done * rec.frame_seconds - seg[-1].end)
-                words += [w.text for w in seg]
-    s.input_finished()
-    while rec.is_ready(s):
-        rec.decode_streams([s])
-    return delays, words + [w.text for w in s.reset_segment()]
+    """Per endpoint: seconds from the segment's last word to the chunk that closed it (the
+    benchmark's own decode loop, 100 ms messages as live clients send them)."""
+    from bench.endpointing import decode
+
+    words, delays = decode(rec, audio, opts)
+    return delays, [w.text for w in words]
 
 
 def test_quick_rule_closes_segments_sooner_after_real_speech(shipped):
