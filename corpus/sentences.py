@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from corpus.text import normalise_text
 
@@ -38,10 +39,15 @@ def is_test_text(text: str) -> bool:
     return int(hashlib.sha1(text.encode()).hexdigest()[:6], 16) % 100 < 3
 
 
+def mostly_letters(text: str) -> bool:
+    """Prose, not ascii art, code or tables: letters are at least 70 % of the non-space characters."""
+    return sum(c.isalpha() for c in text) >= 0.7 * max(1, len(text.replace(" ", "")))
+
+
 def _clean_sentences(raw: str) -> list[str]:
     out = []
     for s in _SENT_SPLIT.split(" ".join(raw.split())):
-        if sum(c.isalpha() for c in s) < 0.7 * max(1, len(s.replace(" ", ""))):
+        if not mostly_letters(s):
             continue  # ascii art, code, tables
         t = normalise_text(s)
         if MIN_WORDS <= len(t.split()) <= MAX_WORDS:
@@ -49,29 +55,62 @@ def _clean_sentences(raw: str) -> list[str]:
     return out
 
 
-def read_fortunes(folder: Path = FORTUNE_DIR) -> list[str]:
-    out: list[str] = []
+# ---- the sources as written (training/punctuation_data.py reads these too) ------------------
+def fortune_entries(folder: Path = FORTUNE_DIR) -> Iterator[str]:
+    """Every fortune as written, its attribution lines ("-- Author") left out; none when the
+    folder is missing. The offensive, ascii-art and perl files are passed over."""
     if not folder.is_dir():
-        return out
+        return
     for f in sorted(folder.iterdir()):
         if f.suffix in (".dat", ".u8") or not f.is_file() or f.name in ("art", "ascii-art", "perl"):
             continue
         for entry in f.read_text(encoding="latin-1").split("\n%\n"):
-            body = "\n".join(line for line in entry.splitlines() if not line.strip().startswith("--"))
-            out += _clean_sentences(body)
-    return out
+            yield "\n".join(line for line in entry.splitlines() if not line.strip().startswith("--"))
 
 
-def read_bible() -> list[str]:
+def bible_verses() -> list[tuple[str, str]]:
+    """(reference "Book:chapter:verse", text) of every verse, from the `bible` command; [] without it."""
     try:
         txt = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
-    out = []
+    verses = []
     for line in txt.splitlines():
-        verse = line.split(" ", 1)[1] if " " in line else ""
-        out += _clean_sentences(verse)
-    return out
+        if " " in line:
+            ref, verse = line.split(" ", 1)
+            verses.append((ref, verse))
+    return verses
+
+
+def devil_text(path: Path = DEVIL_DICT) -> str | None:
+    """The Devil's Dictionary as written, from its preface on; None without the file."""
+    if not path.exists():
+        return None
+    with gzip.open(path, "rt", encoding="latin-1") as f:
+        return f.read().split("PREFACE", 1)[-1]
+
+
+def essential_sentences(n: int, seed: int) -> list[str]:
+    """`n` sentences of essential-generators' word salad, as written, the same for the same seed;
+    the global `random` state (which the generator draws from) is left as it was."""
+    from essential_generators import DocumentGenerator
+
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        g = DocumentGenerator()
+        return [g.sentence() for _ in range(n)]
+    finally:
+        random.setstate(state)
+
+
+# ---- the sources normalised, for the recogniser's corpora -------------------------------------
+def read_fortunes(folder: Path = FORTUNE_DIR) -> list[str]:
+    return [t for body in fortune_entries(folder) for t in _clean_sentences(body)]
+
+
+def read_bible() -> list[str]:
+    return [t for _, verse in bible_verses() for t in _clean_sentences(verse)]
 
 
 def read_wordnet(folder: Path = WORDNET_DIR) -> list[str]:
@@ -92,22 +131,12 @@ def read_wordnet(folder: Path = WORDNET_DIR) -> list[str]:
 
 
 def read_devil(path: Path = DEVIL_DICT) -> list[str]:
-    if not path.exists():
-        return []
-    raw = gzip.open(path, "rt", encoding="latin-1").read()
-    return _clean_sentences(raw.split("PREFACE", 1)[-1])
+    raw = devil_text(path)
+    return [] if raw is None else _clean_sentences(raw)
 
 
 def read_essential(n: int = 20000, seed: int = 1234) -> list[str]:
-    from essential_generators import DocumentGenerator
-
-    state = random.getstate()
-    random.seed(seed)  # the generator draws from the global `random`
-    try:
-        g = DocumentGenerator()
-        raw = [g.sentence() for _ in range(n)]
-    finally:
-        random.setstate(state)
+    raw = essential_sentences(n, seed)
     return [t for s in raw for t in [normalise_text(s)] if MIN_WORDS <= len(t.split()) <= MAX_WORDS]
 
 

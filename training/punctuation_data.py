@@ -13,15 +13,14 @@ EIGHTY FOUR + comma after FOUR; "well-known" -> WELL KNOWN).
 
 from __future__ import annotations
 
-import gzip
 import random
 import re
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpus.sentences import DEVIL_DICT, FORTUNE_DIR, is_test_text, meeting_phrases_written
+from corpus.sentences import (DEVIL_DICT, FORTUNE_DIR, bible_verses, devil_text, essential_sentences, fortune_entries,
+                              is_test_text, meeting_phrases_written, mostly_letters)
 from corpus.text import normalise_text
 from models.punctuation import case_of
 
@@ -82,7 +81,7 @@ def _document(source: str, sentences: list[str]) -> Document | None:
     words: list[LabelledWord] = []
     ends: list[int] = []
     for s in sentences:
-        if sum(c.isalpha() for c in s) < 0.7 * max(1, len(s.replace(" ", ""))):
+        if not mostly_letters(s):
             continue  # ascii art, code, tables
         lw = label_text(s)
         if not lw:
@@ -93,37 +92,20 @@ def _document(source: str, sentences: list[str]) -> Document | None:
 
 
 def _fortunes(folder: Path = FORTUNE_DIR) -> list[list[str]]:
-    docs = []
-    if not folder.is_dir():
-        return docs
-    for f in sorted(folder.iterdir()):
-        if f.suffix in (".dat", ".u8") or not f.is_file() or f.name in ("art", "ascii-art", "perl"):
-            continue
-        for entry in f.read_text(encoding="latin-1").split("\n%\n"):
-            body = " ".join(line for line in entry.splitlines() if not line.strip().startswith("--"))
-            docs.append(_SENTENCE_END.split(" ".join(body.split())))
-    return docs
+    return [_SENTENCE_END.split(" ".join(body.split())) for body in fortune_entries(folder)]
 
 
 def _bible() -> list[list[str]]:
-    try:
-        txt = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True,
-                             check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []
     chapters: dict[str, list[str]] = {}
-    for line in txt.splitlines():
-        if " " not in line:
-            continue
-        ref, verse = line.split(" ", 1)
+    for ref, verse in bible_verses():
         chapters.setdefault(ref.split(":")[0], []).append(verse)
     return [_SENTENCE_END.split(" ".join(v)) for v in chapters.values()]
 
 
 def _devil(path: Path = DEVIL_DICT) -> list[list[str]]:
-    if not path.exists():
+    raw = devil_text(path)
+    if raw is None:
         return []
-    raw = gzip.open(path, "rt", encoding="latin-1").read().split("PREFACE", 1)[-1]
     entries = re.split(r"\n(?=[A-Z][A-Z' -]+,)", raw)  # an entry starts "WORD, n."
     return [_SENTENCE_END.split(" ".join(e.split())) for e in entries]
 
@@ -141,15 +123,7 @@ def _meeting(n: int = 6000, seed: int = 97) -> list[list[str]]:
 
 
 def _essential(n: int = 8000, seed: int = 1234) -> list[list[str]]:
-    from essential_generators import DocumentGenerator
-
-    state = random.getstate()
-    random.seed(seed)  # the generator draws from the global `random`
-    try:
-        g = DocumentGenerator()
-        raw = [g.sentence() for _ in range(n)]
-    finally:
-        random.setstate(state)
+    raw = essential_sentences(n, seed)
     return [raw[i:i + 4] for i in range(0, len(raw), 4)]
 
 
