@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Callable
 
 from minutes.config import add_dataclass_arguments, load_config, overrides_from_args, to_toml_dict
 
@@ -50,6 +52,28 @@ def run_asr(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
     Trainer(cfg, resume=args.resume).run()
     return 0
+
+
+def run_recipe(recipe: Any, print_config: bool, train: Callable[[], dict[str, Any]], indent: int | None = None) -> int:
+    """A recipe command's body (`minutes train lm|mwer`): print the resolved recipe and stop, or
+    train and print the result without its per-step history."""
+    if print_config:
+        print(json.dumps(asdict(recipe), indent=2))
+        return 0
+    logging.getLogger().setLevel(logging.INFO)
+    res = train()
+    print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=indent))
+    return 0
+
+
+def recipe_main(doc: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                run_cli: Callable[[argparse.Namespace], int], argv: list[str] | None = None) -> int:
+    """`python -m training.lm|mwer ...`: a recipe command on its own, with INFO logging."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    return run_cli(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from decoding.ngram import NgramLM
 from decoding.tokenizer import Tokenizer
 from minutes.text import normalise_text
 from models.lm import LMConfig, TokenLM, save_lm
+from training.cli import recipe_main, run_recipe
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -228,21 +229,11 @@ def recipe_from_args(args: argparse.Namespace) -> LMRecipe:
 
 def run_cli(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    if args.print_config:
-        print(json.dumps(asdict(recipe), indent=2))
-        return 0
-    logging.getLogger().setLevel(logging.INFO)
-    res = run(recipe, resume=args.resume)
-    print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2))
-    return 0
+    return run_recipe(recipe, args.print_config, lambda: run(recipe, resume=args.resume), indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return run_cli(args)
+    return recipe_main(__doc__, add_arguments, run_cli, argv)
 
 
 if __name__ == "__main__":

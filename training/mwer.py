@@ -39,6 +39,7 @@ from decoding.scorers import ExternalLM, load_external_lm
 from decoding.tokenizer import Tokenizer
 from decoding.transducer_view import TransducerSearchView
 from models.transducer import BLANK, Transducer, load_checkpoint, save_checkpoint
+from training.cli import recipe_main, run_recipe
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -289,21 +290,11 @@ def recipe_from_args(args: argparse.Namespace) -> MWERRecipe:
 
 def run_cli(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    if args.print_config:
-        print(json.dumps(asdict(recipe), indent=2))
-        return 0
-    logging.getLogger().setLevel(logging.INFO)
-    res = MWERTrainer(recipe).run(resume=args.resume)
-    print(json.dumps({k: v for k, v in res.items() if k != "history"}))
-    return 0
+    return run_recipe(recipe, args.print_config, lambda: MWERTrainer(recipe).run(resume=args.resume))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return run_cli(args)
+    return recipe_main(__doc__, add_arguments, run_cli, argv)
 
 
 if __name__ == "__main__":
