@@ -22,7 +22,7 @@ from corpus.build import BuildStats, run_shards
 from corpus.manifest import Record
 from corpus.readers import Utterance
 from corpus.recipes.meeting import _PRA_DELAY, _person
-from corpus.recipes.single import _text, _voices, real_train_utterances
+from corpus.recipes.single import Shard, _text, _voices, real_train_utterances, split_into_shards
 from minutes import arrays
 
 SR = 16000
@@ -66,15 +66,6 @@ class MixPlan:
     room: rooms.RoomSpec
     positions: tuple[tuple[float, float, float], tuple[float, float, float]]  # absolute
     gain_db: float  # level of the second talker relative to the first
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    items: tuple[MixPlan, ...]
-    out: Path
-    array: str
-    all_channels: bool
 
 
 def overlap_delay(d1: float, d2: float, ratio: float) -> tuple[float, float]:
@@ -128,8 +119,7 @@ def plan(cfg: MixtureConfig, real: list[Utterance]) -> list[Shard]:
         if split == "train":
             budget -= max(len(a.text.split()), len(b.text.split())) / 3.1 * 1.5
         i += 1
-    n = cfg.shard_size
-    return [Shard(k, tuple(items[s : s + n]), cfg.out, cfg.array, cfg.all_channels) for k, s in enumerate(range(0, len(items), n))]
+    return split_into_shards(items, cfg.shard_size, cfg.out, cfg.array, cfg.all_channels)
 
 
 def _person_of(t: Talker) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from corpus import tts
 from corpus.build import BuildStats, run_shards
-from corpus.recipes.single import Item, Shard, _text, render_shard
+from corpus.recipes.single import Item, Shard, _text, render_shard, split_into_shards
 
 VOICES = (tts.Voice("piper", "joe"), tts.Voice("festival", "cmu_us_slt_arctic_hts"))
 
@@ -47,10 +47,8 @@ def plan(cfg: NativeConfig) -> list[Shard]:
         src, text = _text(pool, rng, "test", v.rate)
         items.append(Item(f"test-{i:06d}", "test", text, v.speaker, v.source, rng.getrandbits(32), v,
                           extra={"text_source": src}))
-    n = cfg.shard_size
     # array/all_channels are unused for clean items; the shard type wants them
-    return [Shard(k, tuple(items[s : s + n]), cfg.out, "circular-7", False)
-            for k, s in enumerate(range(0, len(items), n))]
+    return split_into_shards(items, cfg.shard_size, cfg.out, "circular-7", False)
 
 
 def build_native(cfg: NativeConfig) -> BuildStats:

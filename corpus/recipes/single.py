@@ -14,7 +14,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -81,11 +81,19 @@ class Item:
 
 @dataclass(frozen=True)
 class Shard:
+    """Planned items one worker renders together (`single`/`native`: `Item`s; `mixture`: `MixPlan`s),
+    written under `out/audio/<split>/<index>/`."""
+
     index: int
-    items: tuple[Item, ...]
+    items: tuple[Any, ...]
     out: Path
     array: str
     all_channels: bool
+
+
+def split_into_shards(items: Sequence[Any], size: int, out: Path, array: str, all_channels: bool) -> list[Shard]:
+    """`items` in order, `size` to a shard (the last one may be shorter)."""
+    return [Shard(k, tuple(items[s : s + size]), out, array, all_channels) for k, s in enumerate(range(0, len(items), size))]
 
 
 def _voices(held_out: bool) -> tuple[list[tts.Voice], list[float]]:
@@ -133,11 +141,7 @@ def plan(cfg: SingleConfig, real: list[Utterance]) -> list[Shard]:
             items.append(Item(f"train-{i:07d}", "train", text, v.speaker, v.source, rng.getrandbits(32), v, None, room, pos, {"text_source": src}))
             budget -= len(text.split()) / WORDS_PER_SECOND / v.rate + 0.3
         i += 1
-    n = cfg.shard_size
-    return [
-        Shard(k, tuple(items[s : s + n]), cfg.out, cfg.array, cfg.all_channels)
-        for k, s in enumerate(range(0, len(items), n))
-    ]
+    return split_into_shards(items, cfg.shard_size, cfg.out, cfg.array, cfg.all_channels)
 
 
 def _render_item(item: Item, dry: np.ndarray, shard: Shard) -> Record:
