@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +34,16 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
             last = exc
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer 200 within {timeout}s: {last}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+    """Ask a child process that still runs to stop (`sig`); kill it if it has not within `timeout` s."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from conftest import REPO, SHARED_DATA, free_port, start_server, wait_http
+from conftest import REPO, SHARED_DATA, free_port, start_server, stop_process, wait_http
 
 # The model store the servers load (MINUTES_MODEL_STORE, as `minutes serve` reads it).
 STORE = Path(os.environ.get("MINUTES_MODEL_STORE", REPO / "store"))
@@ -77,15 +77,6 @@ def wer(hyp: str, reference: str = REFERENCE["text"]) -> float:
     return jiwer.wer(normalise(reference), normalise(hyp) or "<empty>")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture(scope="module")
 def plumbing_store(tmp_path_factory) -> Path:
     return store_for_plumbing(tmp_path_factory)
@@ -99,7 +90,7 @@ def live_server(plumbing_store):
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
         yield port
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -190,7 +181,7 @@ def test_client_reconnects_after_a_server_restart(plumbing_store):
         finals, readies, end = asyncio.run(asyncio.wait_for(run(client, 8.0), 240))
     finally:
         for p in procs:
-            _stop(p)
+            stop_process(p)
     assert restarted.is_set() and client.stats.reconnects == 1 and readies == 2
     assert end is not None and end.reason == "stop"
     assert client.stats.audio_seconds == pytest.approx(REFERENCE["duration"], abs=0.01)

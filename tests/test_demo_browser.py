@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import REPO, free_port, start_server, wait_http
+from conftest import REPO, free_port, start_server, stop_process, wait_http
 from test_client_live import store_for_plumbing
 
 
@@ -39,11 +38,7 @@ def demo_server(tmp_path_factory):
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def test_server_serves_the_demo(demo_server):

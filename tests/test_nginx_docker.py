@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, stop_process
 
 DOCKER = REPO / "docker"
 SAMPLE = REPO / "clients" / "web" / "samples" / "meeting.flac"
@@ -204,15 +204,6 @@ def test_two_replicas_behind_nginx(tmp_path, tmp_path_factory):
         assert _wait_for_log(access, 3)[-1] == f"127.0.0.1:{ports[1]}"
     finally:
         if nginx is not None:
-            nginx.send_signal(signal.SIGQUIT)
-            try:
-                nginx.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
+            stop_process(nginx, timeout=10, sig=signal.SIGQUIT)  # graceful: finish the requests in flight
         for r in replicas:
-            if r.poll() is None:
-                r.terminate()
-                try:
-                    r.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    r.kill()
+            stop_process(r)
