@@ -349,7 +349,9 @@ class _Run:
         elif isinstance(event, Final):
             seg = event.segment
             self.next_segment = max(self.next_segment, seg.id + 1)
-            self.last_final_end = max(self.last_final_end, seg.end)
+            # replay after a reconnect from the endpoint's cut (servers before `closed_until`:
+            # the last word's end)
+            self.last_final_end = max(self.last_final_end, seg.closed_until if seg.closed_until is not None else seg.end)
             lat = self.clock.latency(seg.end)
             if lat is not None:
                 self.stats.final_latency.append(lat)

@@ -106,6 +106,7 @@ def _final(msg: dict[str, Any]) -> Final:
         end=float(msg.get("end", words[-1].end if words else 0.0)),
         words=words,
         speaker=msg.get("speaker"),
+        closed_until=float(msg["closed_until"]) if msg.get("closed_until") is not None else None,
     )
     return Final(seg)
 
@@ -169,7 +170,9 @@ def shift_event(event: Event, offset: float, segment_offset: int) -> Event:
     if isinstance(event, Final):
         s = event.segment
         words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in s.words)
-        return Final(replace(s, id=s.id + segment_offset, start=s.start + offset, end=s.end + offset, words=words))
+        until = s.closed_until + offset if s.closed_until is not None else None
+        return Final(replace(s, id=s.id + segment_offset, start=s.start + offset, end=s.end + offset, words=words,
+                             closed_until=until))
     if isinstance(event, Speakers):
         revised = tuple({**r, "start": r["start"] + offset, "end": r["end"] + offset} for r in event.revised)
         return replace(event, time=event.time + offset, revised=revised)

@@ -267,12 +267,16 @@ class EngineStream:
             if self.display is not None:  # punctuated whole: the tagger reads across the turns
                 words = self.display.final(words)
             runs = speaker_runs(words) if self.split_speakers else [words]
+            cut = round(self.decoded_seconds(), 3)  # where this endpoint closed the audio
             for i, run in enumerate(runs):
                 if i:
                     self.segment_id += 1
                 speakers = [w.speaker for w in run if w.speaker is not None]
                 speaker = Counter(speakers).most_common(1)[0][0] if speakers else None
-                seg = Segment(self.segment_id, run[0].start, run[-1].end, tuple(run), speaker)
+                # only the last turn's final closes the audio up to the cut; an earlier turn's
+                # closes it up to its own last word (the next turn's words are still to come)
+                until = cut if i == len(runs) - 1 else run[-1].end
+                seg = Segment(self.segment_id, run[0].start, run[-1].end, tuple(run), speaker, until)
                 self.emit(Final(seg))
                 self.finals += 1
                 self.words += len(run)

@@ -55,6 +55,11 @@ class Segment:
     end: float
     words: tuple[Word, ...] = ()
     speaker: str | None = None
+    # Stream time up to which the audio is decoded and closed into finals when this one was
+    # sent (the endpoint's cut, after the pause that ended it). A reconnecting client re-sends
+    # from here: the last word's `end` is where the recogniser emitted it, often before the
+    # word has finished sounding, and a replay from there would start inside that word.
+    closed_until: float | None = None
 
     @property
     def text(self) -> str:
@@ -72,16 +77,19 @@ class Segment:
             "text": self.text,
             "speaker": self.speaker,
             "words": [w.to_dict() for w in self.words],
+            **({"closed_until": self.closed_until} if self.closed_until is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Segment":
+        until = data.get("closed_until")
         return cls(
             id=int(data["id"]),
             start=float(data["start"]),
             end=float(data["end"]),
             words=tuple(Word.from_dict(w) for w in data.get("words", [])),
             speaker=data.get("speaker"),
+            closed_until=float(until) if until is not None else None,
         )
 
 

@@ -109,6 +109,13 @@ def test_shift_event_rebases_times_and_segment_ids():
     w = Word("HI", 1.0, 1.5, 0.9, "S1", 10.0)
     ev = shift_event(Final(Segment(2, 1.0, 1.5, (w,), "S1")), 10.0, 5)
     assert ev.segment.id == 7 and ev.segment.start == 11.0 and ev.segment.words[0].end == 11.5
+    assert ev.segment.closed_until is None
+    cut = shift_event(Final(Segment(2, 1.0, 1.5, (w,), "S1", closed_until=1.9)), 10.0, 5)
+    assert cut.segment.closed_until == pytest.approx(11.9)
+    assert Segment.from_dict(cut.segment.to_dict()) == cut.segment  # the field survives the wire
+    from engine.events import Final as ServerFinal  # the server's own serialiser
+
+    assert parse_event(ServerFinal(cut.segment).to_dict()).segment == cut.segment
     p = shift_event(Partial(0, "HI", 0, 1.0, 2.0), 3.0, 1)
     assert (p.segment, p.start, p.end) == (1, 4.0, 5.0)
 
