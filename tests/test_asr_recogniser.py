@@ -152,6 +152,11 @@ def test_package_publishes_a_verified_store_model(rec: Recogniser, tmp_path: Pat
     assert Recogniser.load(path, manifest).manifest is manifest  # a resolved manifest is taken, not re-read
     with pytest.raises(FileNotFoundError, match="from_store"):  # which version of a name: the store decides
         Recogniser.load(tmp_path / "store" / "default")
+    tuned = package(ckpt, "default", "2", {}, store_root=tmp_path / "store", decoding={"blank_penalty": 0.5})
+    assert Recogniser.from_store(tmp_path / "store", "default/2").options.blank_penalty == 0.5  # every stream starts there
+    assert again.options.blank_penalty == 0.0 and tuned.name == "2"
+    with pytest.raises(SystemExit, match="blank_penalti"):  # a misspelt field is refused, not dropped
+        package(ckpt, "default", "3", {}, store_root=tmp_path / "store", decoding={"blank_penalti": 0.5})
     (path / "model.pt").write_bytes((path / "model.pt").read_bytes() + b"\0")
     with pytest.raises(ChecksumError):
-        Recogniser.from_store(tmp_path / "store", "default")
+        Recogniser.from_store(tmp_path / "store", "default/1")

@@ -65,13 +65,24 @@ def plot_curves(log_path: Path, out: Path) -> None:
 
 
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
-            store_root: Path = REPO / "store", description: str = "", half: bool = False) -> Path:
-    """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`)."""
+            store_root: Path = REPO / "store", description: str = "", half: bool = False,
+            decoding: dict[str, Any] | None = None) -> Path:
+    """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
+    `decoding`: the model's own decoding defaults (`DecodingOptions` fields, e.g. the blank
+    penalty measured best for these weights), kept in the manifest's `extra.decoding`, which the
+    recogniser starts every stream from; a request's options still override them."""
     import torch
+
+    from decoding.options import DecodingOptions
 
     from compression.store.store import ModelStore
     from models.transducer import load_checkpoint, save_checkpoint
 
+    if decoding:
+        unknown = set(decoding) - set(DecodingOptions().to_dict())
+        if unknown:
+            raise SystemExit(f"--decoding: not DecodingOptions fields: {sorted(unknown)}")
+        DecodingOptions.from_dict(decoding)  # raises on a bad value (an unknown search, a negative weight)
     model, blob = load_checkpoint(checkpoint)
     model.set_distill_head(0)  # a training-only head: the shipped model is the transducer alone
     exp = Path(checkpoint).parent
@@ -104,7 +115,8 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  # overhang (25 ms window, 10 ms hop); the encoder looks no further ahead
                  "algorithmic_latency_seconds": round(model.frame_seconds * enc.chunk_frames
                                                       + (feats.window - feats.shift) / feats.sample_rate, 3),
-                 **(provenance(blob.get("train_config", {})) or {})}
+                 **(provenance(blob.get("train_config", {})) or {}),
+                 **({"decoding": decoding} if decoding else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
             metrics=metrics, description=description, extra=extra,
@@ -123,12 +135,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", type=Path, default=REPO / "store")
     p.add_argument("--description", default="")
     p.add_argument("--half", action="store_true", help="store the weights as float16")
+    p.add_argument("--decoding", type=json.loads, default=None,
+                   help='the model\'s decoding defaults as JSON, e.g. \'{"blank_penalty": 0.5}\'')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
-                  args.half)
+                  args.half, args.decoding)
     print(out)
     return 0
