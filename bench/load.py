@@ -50,30 +50,43 @@ RATE = 16000
 
 
 # -- audio ---------------------------------------------------------------------------------
-def load_clips(limit: int, seed: int = 0) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class Clip:
+    audio: np.ndarray  # int16 mono at RATE
+    text: str  # its normalised reference transcript
+
+
+def load_clips(limit: int, seed: int = 0) -> list[Clip]:
     files = sorted((DATA / "audio").glob("*/*.flac"))
     if not files:
         raise SystemExit(f"no speechocean762 FLACs under {DATA}")
+    texts = dict(line.split("\t", 1) for line in (DATA / "text").read_text().splitlines() if "\t" in line)
     random.Random(seed).shuffle(files)
     clips = []
     for f in files[:limit]:
         x, sr = sf.read(f, dtype="int16")
         if sr != RATE:
             raise SystemExit(f"{f}: {sr} Hz, expected {RATE}")
-        clips.append(x if x.ndim == 1 else x[:, 0])
+        clips.append(Clip(x if x.ndim == 1 else x[:, 0], texts.get(f.stem, "")))
     return clips
 
 
-def stream_audio(clips: list[np.ndarray], seconds: float, seed: int) -> np.ndarray:
-    """Utterances in random order with 0.6–1.5 s pauses between, `seconds` long."""
+def stream_audio(clips: list[Clip], seconds: float, seed: int) -> tuple[np.ndarray, str]:
+    """Utterances in random order with 0.6–1.5 s pauses between, `seconds` long (whole
+    utterances only, the rest silence, so the reference text is exactly what was spoken), and
+    that reference."""
     rng = random.Random(seed)
-    parts, n = [], 0
-    while n < seconds * RATE:
+    parts, texts, n, total = [], [], 0, int(seconds * RATE)
+    while True:
         clip = clips[rng.randrange(len(clips))]
         gap = np.zeros(int(rng.uniform(0.6, 1.5) * RATE), dtype=np.int16)
-        parts += [clip, gap]
-        n += len(clip) + len(gap)
-    return np.concatenate(parts)[: int(seconds * RATE)]
+        if n + len(clip.audio) > total and parts:
+            break
+        parts += [clip.audio, gap]
+        texts.append(clip.text)
+        n += len(clip.audio) + len(gap)
+    audio = np.concatenate(parts)[:total]
+    return np.concatenate([audio, np.zeros(total - len(audio), np.int16)]), " ".join(texts)
 
 
 # -- one client stream ---------------------------------------------------------------------
@@ -86,6 +99,8 @@ class StreamStats:
     finals: int = 0
     ended: bool = False
     behind: float = 0.0  # how late the last frame went out (client pacing check)
+    reference: str = ""  # what was spoken
+    words: list[str] = field(default_factory=list)  # the finals' normalised tokens
 
 
 async def run_stream(url: str, audio: np.ndarray, delay: float, stats: StreamStats) -> None:
@@ -122,6 +137,7 @@ async def run_stream(url: str, audio: np.ndarray, delay: float, stats: StreamSta
                 elif kind == "final":
                     stats.finals += 1
                     stats.final.append(now - sent(msg["end"]))
+                    stats.words += [w.get("token") or w["text"] for w in msg.get("words", [])]
                 elif kind == "error":
                     stats.errors.append(msg["code"])
                 elif kind == "end":
@@ -158,7 +174,24 @@ def summarise(all_stats: list[StreamStats]) -> dict:
         "errors": sorted({e for s in all_stats for e in s.errors}),
         "streams_ended": sum(s.ended for s in all_stats),
         "client_behind_s_max": round(max((s.behind for s in all_stats), default=0.0), 3),
+        **finals_wer(all_stats),
     }
+
+
+def finals_wer(all_stats: list[StreamStats]) -> dict:
+    """WER of the streams' finals against what was spoken (normalised text, as the asr bench
+    scores): a faster endpointer must not buy its latency with cut-off words."""
+    import jiwer
+
+    from minutes.text import normalise_text
+
+    done = [s for s in all_stats if s.ended and s.reference]
+    if not done:
+        return {}
+    m = jiwer.process_words([normalise_text(s.reference) for s in done],
+                            [normalise_text(" ".join(s.words)) or "<empty>" for s in done])
+    return {"wer": round(100 * m.wer, 2), "wer_streams": len(done), "deletions": m.deletions,
+            "substitutions": m.substitutions, "insertions": m.insertions}
 
 
 # -- server --------------------------------------------------------------------------------
@@ -211,10 +244,12 @@ def start_server(args: argparse.Namespace, port: int, tmp: Path) -> subprocess.P
     raise SystemExit(f"server did not become ready; see {tmp / 'server.log'}")
 
 
-async def run_level(url: str, clips: list[np.ndarray], n: int, seconds: float, seed: int) -> list[StreamStats]:
+async def run_level(url: str, clips: list[Clip], n: int, seconds: float, seed: int) -> list[StreamStats]:
     stats = [StreamStats() for _ in range(n)]
-    tasks = [run_stream(url, stream_audio(clips, seconds, seed * 1000 + i), random.Random(i).uniform(0, 1.0), stats[i])
-             for i in range(n)]
+    audio = [stream_audio(clips, seconds, seed * 1000 + i) for i in range(n)]
+    for st, (_, ref) in zip(stats, audio):
+        st.reference = ref
+    tasks = [run_stream(url, a, random.Random(i).uniform(0, 1.0), stats[i]) for i, (a, _) in enumerate(audio)]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for s, r in zip(stats, results):
         if isinstance(r, Exception):
@@ -248,7 +283,7 @@ async def soak(url: str, clips, n: int, seconds: float, proc: subprocess.Popen, 
             await asyncio.sleep(every)
 
     task = asyncio.create_task(sampler())
-    tasks = [run_stream(url, stream_audio(clips, seconds, 777 + i), random.Random(i).uniform(0, 1.0), stats[i])
+    tasks = [run_stream(url, stream_audio(clips, seconds, 777 + i)[0], random.Random(i).uniform(0, 1.0), stats[i])
              for i in range(n)]
     await asyncio.gather(*tasks, return_exceptions=True)
     task.cancel()
@@ -410,7 +445,7 @@ async def long_stream(url: str, clips, minutes: float, proc, every: float = 5.0)
     while its backlog is large): the server's memory over hours of one stream, in minutes."""
     from websockets.asyncio.client import connect
 
-    audio = stream_audio(clips, min(minutes * 60, 600), seed=4242)  # looped: 10 min of distinct audio at most
+    audio, _ = stream_audio(clips, min(minutes * 60, 600), seed=4242)  # looped: 10 min of distinct audio at most
     samples: list[tuple[float, float]] = []
     t0 = time.monotonic()
     end: dict = {}

@@ -5,7 +5,7 @@
 #   training/prepare_whisper_cpu.sh            # builds what is missing under $DATA (/work/data)
 # Then continue from the shipped model (its weights, tokenizer and step; Adam starts afresh):
 #   .venv/bin/minutes train asr --config training/recipes/asr_whisper_cpu.toml \
-#       --init-from store/default/7/model.pt --exp-dir /work/data/exp/asr_whisper4
+#       --init-from store/default/8/model.pt --exp-dir /work/data/exp/asr_whisper5
 # ~15 min on 2 idle cores. Each step is skipped when its manifest (or the teacher's index) exists;
 # a build cut off half-way carries on with --resume.
 set -euo pipefail
