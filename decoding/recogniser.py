@@ -265,13 +265,20 @@ class Recogniser:
         hyps, pred = greedy_search(
             self.model, enc, lengths, PredictorState.stack([s.pred_state for s in ss]),
             [s.frames_done for s in ss], max_symbols=ss[0].options.max_symbols_per_frame,
-            blank_penalty=torch.tensor([s.options.blank_penalty for s in ss]),  # per stream
+            blank_penalty=self._blank_penalties(ss),
         )
         for s, p, h in zip(ss, pred.unstack(), hyps):
             s.pred_state = p
             s.emissions.extend(h)
             if h:
                 s.last_emit = h[-1].frame
+
+    @staticmethod
+    def _blank_penalties(ss: list[Stream]) -> torch.Tensor | float:
+        """One penalty per stream, or a plain 0 when none asks for one (the joiner loop then
+        skips the subtraction on every frame)."""
+        pens = [s.options.blank_penalty for s in ss]
+        return torch.tensor(pens) if any(pens) else 0.0
 
     def _ctc_search(self, ss: list[Stream], enc: torch.Tensor) -> None:
         """Best path of the CTC head, carried across chunks (`decoding.greedy.ctc_best_path`)."""
