@@ -179,6 +179,8 @@ class BeamSearch:
         cand = rows + s.total.unsqueeze(1)
         if fus is not None:
             cand += fus
+        if s.opts.blank_penalty:  # as greedy: blank made less likely, in the ranking only
+            cand[:, blank] -= s.opts.blank_penalty
         top = cand.view(-1).topk(min(s.opts.beam_size, cand.numel()))
         idx = top.indices
         # Every score part of every kept candidate in one transfer to Python.

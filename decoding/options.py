@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["Decoding", "DecodingOptions", "SEARCHES"]
+__all__ = ["Decoding", "DecodingOptions", "SEARCHES", "SearchRequest"]
 
 SEARCHES = ("greedy", "beam")
 
@@ -76,6 +76,28 @@ class DecodingOptions:
 
 
 @dataclass(frozen=True)
+class SearchRequest:
+    """What a client asked of the search (a stream's `options.search`, the REST `search`
+    field); a None field keeps the model's default. Validated by the server's protocol module;
+    the recogniser's `plan` decides what of it the model can do."""
+
+    search: str | None = None  # "greedy" | "beam"
+    beam_size: int | None = None
+    lm_weight: float | None = None  # λ_T, shallow fusion with the model's external LM
+    ilm_weight: float | None = None  # λ_I, the internal-LM estimate subtracted (ILME)
+
+    def apply(self, base: DecodingOptions) -> DecodingOptions:
+        """`base` with this request's choices; greedy drops the fusion weights (they need the beam)."""
+        if self.search == "greedy":
+            return replace(base, search="greedy", lm_weight=0.0, ilm_weight=0.0)
+        kw: dict[str, Any] = {"search": self.search or base.search}
+        for name in ("beam_size", "lm_weight", "ilm_weight"):
+            if getattr(self, name) is not None:
+                kw[name] = getattr(self, name)
+        return replace(base, **kw)
+
+
+@dataclass(frozen=True)
 class Decoding:
     """How a stream is decoded, as applied (echoed in `ready` and REST results).
 
@@ -88,7 +110,10 @@ class Decoding:
     warnings: tuple[str, ...] = ()  # why asked-for hotwords were not applied
     search: str = "greedy"  # "greedy" | "beam" (hotwords need the beam: alternatives to choose between)
     beam_size: int | None = None  # with search "beam"
+    lm_weight: float = 0.0  # λ_T applied (0: no external LM in the search)
+    ilm_weight: float = 0.0  # λ_I applied
 
     def to_dict(self) -> dict[str, Any]:
         return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
+                "lm_weight": self.lm_weight, "ilm_weight": self.ilm_weight,
                 "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}

@@ -27,7 +27,7 @@ import torch
 from compression.store import ModelStore, split_ref
 from compression.store.manifest import MANIFEST_NAME, Manifest
 from decoding.greedy import Emission, ctc_best_path, greedy_search
-from decoding.options import Decoding, DecodingOptions  # one options object (docs/notes/lm-to-asr.md)
+from decoding.options import Decoding, DecodingOptions, SearchRequest  # one options object (docs/notes/lm-to-asr.md)
 from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from decoding.vad import FrameLevels
@@ -172,13 +172,15 @@ class Recogniser:
         folder, manifest = store.resolve(*split_ref(ref), verify=verify)
         return cls.load(folder, manifest)
 
-    def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None) -> tuple[DecodingOptions, Decoding]:
-        """A stream's options (this model's defaults with the hotwords it can use and the
-        boost; `hotword_boost` None keeps the default's) and what will be applied, with a
-        warning for every asked-for hotword it cannot use.
+    def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None,
+             search: SearchRequest | None = None) -> tuple[DecodingOptions, Decoding]:
+        """A stream's options (this model's defaults with the hotwords it can use, the boost
+        and the search asked for; `hotword_boost` None keeps the default's) and what will be
+        applied, with a warning for everything asked for that it cannot do.
 
         Why the recogniser decides: whether a hotword can be used depends on the model (its
-        CTC head cannot bias; a phrase its tokenizer cannot spell is dropped)."""
+        CTC head cannot bias; a phrase its tokenizer cannot spell is dropped), and shallow
+        fusion needs an external LM the model may not have."""
         base = self.options
         decoder = base.decoder or self.default_decoder
         words, warnings = tuple(hotwords), []
@@ -190,12 +192,24 @@ class Recogniser:
             if unspellable:
                 warnings.append(f"hotwords the model's vocabulary cannot spell were ignored: {list(unspellable)}")
         options = base
+        if search is not None:
+            if decoder == "ctc":
+                warnings.append("this model decodes with its CTC head; the search options were ignored")
+            else:
+                options = search.apply(base)
+        if options.lm_weight and self.beam.search.lm is None:
+            if search is not None and search.lm_weight:
+                warnings.append("this model has no external LM; lm_weight was ignored")
+            options = replace(options, lm_weight=0.0)
         if words:
-            options = replace(base, hotwords=words,
+            options = replace(options, hotwords=words,
                               hotword_boost=base.hotword_boost if hotword_boost is None else float(hotword_boost))
+            if options.search == "greedy" and search is not None and search.search == "greedy":
+                warnings.append("hotwords need alternatives to choose between: the beam search was used")
         beam = decoder != "ctc" and BeamDecoding.wants(options)
         return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
-                                 "beam" if beam else "greedy", options.beam_size if beam else None)
+                                 "beam" if beam else "greedy", options.beam_size if beam else None,
+                                 options.lm_weight if beam else 0.0, options.ilm_weight if beam else 0.0)
 
     def spellable(self, words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Split phrases into those the tokenizer spells without its unknown piece, and the rest."""

@@ -17,7 +17,7 @@ import numpy as np
 from minutes.types import DiariserEvent, Turn, Word
 
 if TYPE_CHECKING:  # types only: importing these would import torch
-    from decoding.options import Decoding, DecodingOptions
+    from decoding.options import Decoding, DecodingOptions, SearchRequest
     from decoding.recogniser import StreamResult
 
 
@@ -39,8 +39,8 @@ class Recognises(Protocol):
     sample_rate: int
     chunk_seconds: float
 
-    def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None
-             ) -> tuple["DecodingOptions", "Decoding"]: ...
+    def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None,
+             search: "SearchRequest | None" = None) -> tuple["DecodingOptions", "Decoding"]: ...
 
     def new_stream(self, options: "DecodingOptions | None" = None) -> RecogniserStream: ...
 

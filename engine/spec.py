@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from decoding.options import SearchRequest
+
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -21,6 +23,7 @@ class StreamSpec:
     model: str | None = None  # None: the server's default
     channel: str | int = "mean"  # what the recogniser hears: mean of channels, or one index
     format: str = "display"  # display: cased and punctuated words | raw: the recogniser's tokens
+    search: SearchRequest | None = None  # greedy/beam and fusion weights asked for; None: the model's defaults
 
     @property
     def geometry_array(self) -> np.ndarray | None:

@@ -107,7 +107,7 @@ class EngineStream:
         self.model = model
         self.sink = sink
         rec = model.recogniser
-        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost)  # what is applied, for `ready`
+        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search)  # what is applied, for `ready`
         self.rs: RecogniserStream = rec.new_stream(options)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
         self.diariser = diariser  # None: no diarisation (not asked, no geometry, or it failed)

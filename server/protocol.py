@@ -8,19 +8,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from compression.store import StoreError, split_ref
-from decoding.options import Decoding
+from decoding.options import Decoding, SearchRequest
 from minutes.arrays import PRESETS, GeometryError, resolve_array
 from engine.audio import ENCODINGS
 from engine.spec import StreamSpec
 
 MAX_TEXT_BYTES = 64 * 1024
 START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
-OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format"}
+OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format", "search"}
 TEXT_FORMATS = ("display", "raw")  # cased and punctuated words | the recogniser's normalised tokens
 # Hotword limits (docs/protocol.md): the trie and the per-frame bonus rows grow with them, so a
 # client cannot make one stream's search arbitrarily slow for everyone on its batch.
 MAX_HOTWORDS, MAX_HOTWORD_CHARS, MAX_HOTWORD_BOOST = 100, 100, 10.0
 HOTWORD_ERROR = "invalid_hotwords"
+# `options.search` limits: the beam multiplies the joiner calls per frame for the whole batch.
+MAX_BEAM, MAX_FUSION_WEIGHT = 16, 2.0
+SEARCH_ERROR = "invalid_search"
+SEARCH_FIELDS = {"beam", "lm_weight", "ilm_weight"}
 
 
 class ProtocolError(ValueError):
@@ -91,6 +95,33 @@ def parse_boost(value: Any, code: str = HOTWORD_ERROR) -> float | None:
             or not 0 < value <= MAX_HOTWORD_BOOST:
         raise ProtocolError(code, f"hotword_boost must be a number in (0, {MAX_HOTWORD_BOOST:g}]")
     return float(value)
+
+
+def parse_search(value: Any, code: str = SEARCH_ERROR) -> SearchRequest | None:
+    """`options.search`: "greedy", "beam", or {"beam": k, "lm_weight": λ_T, "ilm_weight": λ_I}
+    (every key optional; an object means the beam search). None when absent."""
+    if value is None:
+        return None
+    if value in ("greedy", "beam"):
+        return SearchRequest(search=value)
+    if not isinstance(value, dict):
+        raise ProtocolError(code, 'search must be "greedy", "beam" or an object {"beam": k, "lm_weight": x, "ilm_weight": y}')
+    unknown = set(value) - SEARCH_FIELDS
+    if unknown:
+        raise ProtocolError(code, f"search: unknown key(s) {sorted(unknown)}; allowed: {sorted(SEARCH_FIELDS)}")
+    beam = value.get("beam")
+    if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM):
+        raise ProtocolError(code, f"search.beam must be an integer in 1..{MAX_BEAM}")
+    weights = {}
+    for name in ("lm_weight", "ilm_weight"):
+        w = value.get(name)
+        if w is None:
+            continue
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
+                or not 0 <= w <= MAX_FUSION_WEIGHT:
+            raise ProtocolError(code, f"search.{name} must be a number in [0, {MAX_FUSION_WEIGHT:g}]")
+        weights[name] = float(w)
+    return SearchRequest(search="beam", beam_size=beam, **weights)
 
 
 def _normalise(text: str) -> str:
@@ -171,6 +202,7 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         model=model,
         channel=parse_channel(options.get("channel", "mean"), channels),
         format=parse_text_format(options.get("format", "display")),
+        search=parse_search(options.get("search")),
     )
 
 

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from engine import End, EngineError, Final, SpeakerEvent
 from engine.events import Failure
+from decoding.options import SearchRequest
 from engine.spec import StreamSpec
 from minutes.arrays import GeometryError, resolve_array
 from minutes.transcript import Transcript, turns_from_words
@@ -20,8 +21,8 @@ from minutes.types import Segment
 from server.context import ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS
-from server.protocol import (HOTWORD_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords, parse_model,
-                             parse_text_format)
+from server.protocol import (HOTWORD_ERROR, SEARCH_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords, parse_model,
+                             parse_text_format, parse_search)
 
 BLOCK_SECONDS = 1.0
 
@@ -38,6 +39,7 @@ class FileParams:
     channel: str | int = "mean"
     hotword_boost: float | None = None  # None: the model's default
     text: str = "display"  # the words as people read them | "raw": the recogniser's tokens
+    search: dict | None = None  # SearchRequest's fields (None: the model's default search)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -55,7 +57,7 @@ def _invalid(message: str) -> ApiError:
 
 def parse_form(array: str | None, format: str | None, diarisation: str | None, hotwords: str | None,
                model: str | None, channel: str | None, hotword_boost: str | None = None,
-               text: str | None = None) -> FileParams:
+               text: str | None = None, search: str | None = None) -> FileParams:
     """The form fields, checked. `format` is the answer's file format (json, srt, ...); `text` is
     the words' form, as a stream's `options.format`: "display" (cased, punctuated) or "raw"."""
     try:  # first: `text` is reused below for the other fields' strings
@@ -113,7 +115,18 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
             ref = parse_model(model.strip(), "invalid_field", "model")
         except ProtocolError as exc:
             raise _invalid(str(exc)) from None
-    return FileParams(arr, fmt, diar, words, ref, chan, boost, text_format)
+    req = None
+    if search not in (None, ""):
+        raw = search.strip()
+        try:
+            value = json.loads(raw) if raw.startswith("{") else raw.lower()
+        except ValueError:
+            raise ApiError(400, SEARCH_ERROR, "search: not a JSON object") from None
+        try:
+            req = parse_search(value)
+        except ProtocolError as exc:
+            raise ApiError(400, exc.code, str(exc)) from None
+    return FileParams(arr, fmt, diar, words, ref, chan, boost, text_format, None if req is None else asdict(req))
 
 
 def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
@@ -132,6 +145,7 @@ def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
         partials=False, hotwords=params.hotwords, hotword_boost=params.hotword_boost,
         diarisation=multi if params.diarisation is None else params.diarisation,
         model=params.model, channel=channel, format=params.text,
+        search=None if params.search is None else SearchRequest(**params.search),
     )
 
 

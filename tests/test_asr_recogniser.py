@@ -157,6 +157,20 @@ def test_package_publishes_a_verified_store_model(rec: Recogniser, tmp_path: Pat
     assert again.options.blank_penalty == 0.0 and tuned.name == "2"
     with pytest.raises(SystemExit, match="blank_penalti"):  # a misspelt field is refused, not dropped
         package(ckpt, "default", "3", {}, store_root=tmp_path / "store", decoding={"blank_penalti": 0.5})
+    # an external LM travels sealed inside the version, and its fusion defaults find it
+    from models.lm import LMConfig, TokenLM, save_lm
+
+    save_lm(TokenLM(LMConfig(rec.tok.vocab_size - 1, 16, 32, 1, 0.0)), tmp_path / "lm.pt", tokenizer=rec.tok.proto,
+            sources=["bible"], kind="lstm", dev_ppl=9.5, step=3)
+    fused = package(ckpt, "default", "4", {}, store_root=tmp_path / "store", half=True, lm=tmp_path / "lm.pt",
+                    decoding={"search": "beam", "lm_weight": 0.3})
+    with_lm = Recogniser.from_store(tmp_path / "store", "default/4")
+    assert (fused / "lm.pt").is_file() and with_lm.beam.search.lm is not None
+    assert with_lm.manifest.extra["lm"]["sources"] == ["bible"] and "lm.pt" in with_lm.manifest.files
+    assert with_lm.plan()[1].lm_weight == 0.3 and again.beam.search.lm is None
+    save_lm(TokenLM(LMConfig(rec.tok.vocab_size - 1, 16, 32, 1, 0.0)), tmp_path / "other.pt", tokenizer=b"another")
+    with pytest.raises(SystemExit, match="different tokenizer"):
+        package(ckpt, "default", "5", {}, store_root=tmp_path / "store", lm=tmp_path / "other.pt")
     (path / "model.pt").write_bytes((path / "model.pt").read_bytes() + b"\0")
     with pytest.raises(ChecksumError):
         Recogniser.from_store(tmp_path / "store", "default/1")

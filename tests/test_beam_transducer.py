@@ -68,3 +68,25 @@ def test_view_step_equals_the_model_and_follows_weight_updates():
         with torch.no_grad():
             m.predictor.embed.weight.add_(0.5)
             m.predictor.lstm.weight_ih_l0.mul_(1.5)
+
+
+def test_blank_penalty_in_beam_matches_greedy_and_adds_tokens():
+    """A model's manifest may carry a blank penalty (store/default/8: 0.5); beam search must
+    honour it exactly as greedy does, or switching a stream to beam (LM fusion, hotwords)
+    would silently bring the deletions back."""
+    m = _tiny()
+    feats, lens = torch.randn(2, 160, 80), torch.tensor([160, 120])
+    with torch.no_grad():
+        m.joiner.out.bias[TransducerSearchView(m).blank] = 1.5  # a model that prefers blank, as trained ones do
+        enc, enc_lens = m.encode(feats, lens)
+    search = BeamSearch(TransducerSearchView(m))
+
+    def beam_one(penalty: float) -> list[list[int]]:
+        opts = DecodingOptions(search="beam", beam_size=1, blank_penalty=penalty)
+        streams = [search.new_stream(opts) for _ in range(2)]
+        search.search(streams, enc, enc_lens)
+        return [list(search.nbest(s, 1)[0].tokens) for s in streams]
+
+    ref, _ = model_greedy(m, enc, enc_lens, m.initial_predictor_state(2), max_symbols=1, blank_penalty=2.0)
+    assert beam_one(2.0) == [[e.token for e in r] for r in ref]
+    assert sum(map(len, beam_one(2.0))) > sum(map(len, beam_one(0.0)))

@@ -123,15 +123,18 @@ def test_ready_echoes_hotwords_and_bad_hotwords_are_refused(server, rec):
             return
         assert ready["options"]["hotwords"] == ["MIKE", "WHITE", "SEVEN MICS", "KALMAN FILTER"]
         assert ready["options"]["hotword_boost"] == 3.0
-        assert ready["decoding"] == {"decoder": "transducer", "search": "beam", "beam_size": 4,
+        fused = rec.beam.search.lm is not None  # the model's fusion weights apply only with its LM
+        assert ready["decoding"] == {"decoder": "transducer", "search": "beam", "beam_size": rec.options.beam_size,
+                                     "lm_weight": rec.options.lm_weight if fused else 0.0,
+                                     "ilm_weight": rec.options.ilm_weight,
                                      "hotwords": ["MIKE", "WHITE", "SEVEN MICS", "KALMAN FILTER"], "hotword_boost": 3.0}
         conn.send(json.dumps({"type": "stop"}))
         events, code = drain(conn)
         assert code == 1000 and events[-1]["type"] == "end"
-    with ws(server) as conn:  # no hotwords: the greedy search, nothing to echo
+    with ws(server) as conn:  # no hotwords: the model's own search, nothing to echo
         ready = _start(conn)
         assert ready["options"]["hotwords"] == [] and ready["options"]["hotword_boost"] is None
-        assert ready["decoding"]["search"] == "greedy" and not ready["warnings"]
+        assert ready["decoding"]["search"] == rec.options.search and not ready["warnings"]
 
 
 def test_mixed_batch_each_stream_decoded_with_its_own_hotwords(server, rec, model_store):  # noqa: F811

@@ -122,6 +122,39 @@ def test_hotwords_normalised_deduplicated_with_boost():
     assert parse_start({"type": "start", "sample_rate": 16000}).hotword_boost is None
 
 
+@pytest.mark.parametrize("search, says", [
+    ("viterbi", 'must be "greedy", "beam" or an object'),
+    (3, 'must be "greedy", "beam" or an object'),
+    ({"beam": 0}, "search.beam must be an integer in 1..16"),
+    ({"beam": 17}, "search.beam must be an integer in 1..16"),
+    ({"beam": 2.5}, "search.beam"),
+    ({"beam": True}, "search.beam"),
+    ({"lm_weight": -0.1}, "search.lm_weight must be a number in [0, 2]"),
+    ({"ilm_weight": float("inf")}, "search.ilm_weight"),
+    ({"lm_weight": "0.3"}, "search.lm_weight"),
+    ({"beam": 4, "temperature": 1}, "unknown key(s) ['temperature']"),
+])
+def test_bad_search_options_get_their_own_code(search, says):
+    with pytest.raises(ProtocolError) as e:
+        parse_start({"type": "start", "sample_rate": 16000, "options": {"search": search}})
+    assert e.value.code == "invalid_search" and says in str(e.value)
+
+
+def test_search_options_parsed_and_applied_over_the_model_defaults():
+    from decoding.options import DecodingOptions, SearchRequest
+
+    assert parse_start({"type": "start", "sample_rate": 16000}).search is None
+    spec = parse_start({"type": "start", "sample_rate": 16000,
+                        "options": {"search": {"beam": 8, "lm_weight": 0.3, "ilm_weight": 0}}})
+    assert spec.search == SearchRequest("beam", 8, 0.3, 0.0)
+    base = DecodingOptions(search="beam", beam_size=4, lm_weight=0.5, ilm_weight=0.1, blank_penalty=0.5)
+    applied = spec.search.apply(base)
+    assert (applied.search, applied.beam_size, applied.lm_weight, applied.ilm_weight, applied.blank_penalty) == \
+        ("beam", 8, 0.3, 0.0, 0.5)
+    greedy = parse_start({"type": "start", "sample_rate": 16000, "options": {"search": "greedy"}}).search.apply(base)
+    assert (greedy.search, greedy.lm_weight, greedy.ilm_weight) == ("greedy", 0.0, 0.0)
+
+
 def test_parse_text_refuses_garbage():
     for text, code in [("{", "bad_json"), ("[1, 2]", "bad_json"), ("x" * 70000, "message_too_large"),
                        ("[" * 100000, "message_too_large")]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch comes in only when a model is loaded
     from compression.store import Manifest
+    from decoding.options import DecodingOptions
     from decoding.recogniser import Recogniser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,16 +66,23 @@ def load_recogniser(model: str, store: Path = REPO / "store") -> "Recogniser":
     return Recogniser.load(*_resolve(model, store))
 
 
-def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None = None,
-                      piece_seconds: float = 0.1, threads: int = 1) -> EvalResult:
+def attach_lm(rec: "Recogniser", lm: str | Path) -> None:
+    """Give `rec` the external LM at `lm` (an LSTM `.pt` or n-gram `.pkl` over its pieces), as
+    if the file lay beside its model.pt: what a store version with an `lm.pt` serves."""
+    from decoding.recogniser_beam import BeamDecoding
+
+    rec.beam = BeamDecoding(rec.model, rec.tok, lm)
+
+
+def decode_manifest(rec: "Recogniser", manifest: str, limit: int = 0, options: "DecodingOptions | None" = None,
+                    piece_seconds: float = 0.1, model_name: str = "") -> tuple[EvalResult, list[dict]]:
+    """Stream every utterance of `manifest` (the first `limit`) through the loaded `rec` with
+    `options` (None: the model's defaults); the scores and one row per utterance."""
     import jiwer
-    import torch
 
     from corpus.manifest import read_manifest, resolve_audio
     from training.data import load_audio
 
-    torch.set_num_threads(threads)
-    rec = load_recogniser(model)
     records = list(read_manifest(manifest))
     if limit:
         records = records[:limit]
@@ -84,25 +92,44 @@ def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None
     for r in records:
         wave = load_audio(str(resolve_audio(r, manifest)), rec.sample_rate).numpy()
         t0, c0 = time.perf_counter(), time.process_time()
-        words = rec.transcribe(wave, chunk_samples=piece)
+        words = rec.transcribe(wave, options=options, chunk_samples=piece)
         dt = time.perf_counter() - t0
-        cpu_s += time.process_time() - c0
+        dc = time.process_time() - c0
+        cpu_s += dc
         hyp = " ".join(w.text for w in words)
         refs.append(r.text)
         hyps.append(hyp)
         audio_s += len(wave) / rec.sample_rate
         decode_s += dt
         rows.append({"id": r.id, "ref": r.text, "hyp": hyp, "seconds": len(wave) / rec.sample_rate,
-                     "decode_seconds": round(dt, 4), "words": [w.to_dict() for w in words]})
+                     "decode_seconds": round(dt, 4), "cpu_seconds": round(dc, 4), "words": [w.to_dict() for w in words]})
     m = jiwer.process_words(refs, hyps)
     n_ref = sum(len(t.split()) for t in refs)
     res = EvalResult(
-        manifest=str(manifest), model=str(model), utterances=len(refs), words=n_ref,
+        manifest=str(manifest), model=model_name, utterances=len(refs), words=n_ref,
         wer=round(100 * m.wer, 2), substitutions=m.substitutions, insertions=m.insertions,
         deletions=m.deletions, audio_seconds=round(audio_s, 2), decode_seconds=round(decode_s, 2),
         rtf=round(decode_s / max(audio_s, 1e-9), 4), rtf_cpu=round(cpu_s / max(audio_s, 1e-9), 4),
         chunk_seconds=rec.chunk_seconds,
     )
+    return res, rows
+
+
+def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None = None,
+                      piece_seconds: float = 0.1, threads: int = 1, decoding: dict | None = None,
+                      lm: str | None = None) -> EvalResult:
+    """`decode_manifest` of a model by reference; `decoding` overrides the model's default
+    options (e.g. `{"search": "beam", "lm_weight": 0.3}`), `lm` attaches an external LM."""
+    import torch
+
+    from decoding.options import DecodingOptions
+
+    torch.set_num_threads(threads)
+    rec = load_recogniser(model)
+    if lm:
+        attach_lm(rec, lm)
+    options = DecodingOptions.from_dict(decoding, base=rec.options) if decoding else None
+    res, rows = decode_manifest(rec, manifest, limit, options, piece_seconds, str(model))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as fh:
@@ -120,6 +147,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="per-utterance JSONL (one file per manifest: suffixed)")
     p.add_argument("--piece-seconds", type=float, default=0.1, help="audio per accept_waveform call")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--decoding", type=json.loads, default=None,
+                   help='JSON over the model\'s default decoding options, e.g. \'{"search": "beam", "lm_weight": 0.3}\'')
+    p.add_argument("--lm", default=None, help="external LM (.pt LSTM or .pkl n-gram) over the model's pieces")
     p.set_defaults(func=run)
 
 
@@ -128,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         out = None
         if args.out:
             out = args.out if len(args.manifest) == 1 else f"{Path(args.out).with_suffix('')}.{i}.jsonl"
-        res = evaluate_manifest(args.model, m, args.limit, out, args.piece_seconds, args.threads)
+        res = evaluate_manifest(args.model, m, args.limit, out, args.piece_seconds, args.threads, args.decoding, args.lm)
         print(f"{m}: WER {res.wer:.2f}% (S {res.substitutions} I {res.insertions} D {res.deletions} "
               f"of {res.words} words, {res.utterances} utts)  RTF {res.rtf:.4f} (CPU {res.rtf_cpu:.4f})  chunk {res.chunk_seconds:.2f}s")
         print(json.dumps(asdict(res)))

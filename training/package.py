@@ -66,8 +66,11 @@ def plot_curves(log_path: Path, out: Path) -> None:
 
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
             store_root: Path = REPO / "store", description: str = "", half: bool = False,
-            decoding: dict[str, Any] | None = None) -> Path:
+            decoding: dict[str, Any] | None = None, lm: Path | None = None) -> Path:
     """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
+    `lm`: an external LM (training/lm.py's LSTM checkpoint) over this model's pieces, sealed
+    beside model.pt as `lm.pt` so the version's fusion defaults (`decoding`) always find the
+    LM they were tuned with; its sources and dev perplexity go into the manifest.
     `decoding`: the model's own decoding defaults (`DecodingOptions` fields, e.g. the blank
     penalty measured best for these weights), kept in the manifest's `extra.decoding`, which the
     recogniser starts every stream from; a request's options still override them."""
@@ -102,6 +105,7 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             "chunk_seconds": model.frame_seconds * model.cfg.encoder.chunk_frames,
             "frame_seconds": model.frame_seconds, "decoder": decoder,
         }, indent=2) + "\n")
+        lm_extra = copy_lm(lm, blob["tokenizer"], t / "lm.pt", half) if lm else None
         log = exp / "train_log.jsonl"
         if log.exists():
             shutil.copy(log, t / "train_log.jsonl")
@@ -116,13 +120,31 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  "algorithmic_latency_seconds": round(model.frame_seconds * enc.chunk_frames
                                                       + (feats.window - feats.shift) / feats.sample_rate, 3),
                  **(provenance(blob.get("train_config", {})) or {}),
-                 **({"decoding": decoding} if decoding else {})}
+                 **({"decoding": decoding} if decoding else {}),
+                 **({"lm": lm_extra} if lm_extra else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
             metrics=metrics, description=description, extra=extra,
         )
     del torch
     return store_root / name / m.version
+
+
+def copy_lm(src: Path, tokenizer: bytes, dst: Path, half: bool) -> dict[str, Any]:
+    """Write the LM at `src` to `dst` (float16 weights when `half`); refuses an LM built on
+    another tokenizer (its token ids would mean other pieces). Returns its manifest record."""
+    import torch
+
+    blob = torch.load(src, map_location="cpu", weights_only=False)
+    if blob.get("tokenizer") not in (None, tokenizer):
+        raise SystemExit(f"--lm {src}: built on a different tokenizer than the checkpoint")
+    if half:
+        blob["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    torch.save(blob, dst)
+    return {"kind": blob.get("kind", "lstm"), "sources": blob.get("sources", []),
+            "dev_perplexity_per_piece": round(float(blob.get("dev_ppl", 0.0)), 3), "step": blob.get("step"),
+            "parameters": sum(v.numel() for v in blob["state_dict"].values()), "recipe": "training/lm.py",
+            "config": blob.get("config", {})}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,12 +159,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true", help="store the weights as float16")
     p.add_argument("--decoding", type=json.loads, default=None,
                    help='the model\'s decoding defaults as JSON, e.g. \'{"blank_penalty": 0.5}\'')
+    p.add_argument("--lm", type=Path, default=None, help="external LM (training/lm.py) sealed beside the model as lm.pt")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
-                  args.half, args.decoding)
+                  args.half, args.decoding, args.lm)
     print(out)
     return 0
