@@ -28,13 +28,17 @@ DEFAULT_SETS = {
     "native": "/work/data/corpus/native/test.jsonl",
     "single_test": "/work/data/corpus/single/test.jsonl",
 }
-# (name, decoding options over the model's defaults). SF/ILME grids: bench/results/lm_fusion.md's
-# simulated-channel run found λ_T 0.3-0.6 and λ_I ≈ λ_T / 3 the useful range.
+# (name, decoding options over the model's defaults). The first run of this grid (λ's alone)
+# showed the LM trading substitutions for deletions: at λ_T 0.35, S 227 -> 200 but D 33 -> 108
+# of 567 words (the LM's cost per piece, λ_T · ln(perplexity 10.3) ≈ 0.8, is paid by every
+# emitted token, none by blank). So each weight comes with a per-token reward ρ of about that
+# cost, the usual remedy (length bonus / "insertion reward").
 TUNE_GRID: list[tuple[str, dict]] = (
     [("greedy", {"search": "greedy"}), ("beam", {"search": "beam"})]
-    + [(f"sf λT={lt}", {"search": "beam", "lm_weight": lt}) for lt in (0.2, 0.35, 0.5)]
-    + [(f"ilme λT={lt} λI={li}", {"search": "beam", "lm_weight": lt, "ilm_weight": li})
-       for lt, li in ((0.35, 0.1), (0.5, 0.15), (0.6, 0.25))]
+    + [(f"sf λT={lt} ρ={r}", {"search": "beam", "lm_weight": lt, "length_reward": r})
+       for lt, r in ((0.2, 0.0), (0.3, 0.7), (0.3, 1.0), (0.45, 1.0), (0.45, 1.5))]
+    + [(f"ilme λT={lt} λI={li} ρ={r}", {"search": "beam", "lm_weight": lt, "ilm_weight": li, "length_reward": r})
+       for lt, li, r in ((0.3, 0.1, 0.5), (0.45, 0.15, 0.7), (0.45, 0.15, 1.0), (0.6, 0.2, 1.4))]
 )
 
 

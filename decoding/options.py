@@ -87,13 +87,22 @@ class SearchRequest:
     ilm_weight: float | None = None  # λ_I, the internal-LM estimate subtracted (ILME)
 
     def apply(self, base: DecodingOptions) -> DecodingOptions:
-        """`base` with this request's choices; greedy drops the fusion weights (they need the beam)."""
+        """`base` with this request's choices; greedy drops the fusion weights (they need the beam).
+
+        The model's per-token `length_reward` offsets its LM's average cost per piece at the
+        tuned λ's (bench/asr_lm.py), so it follows the fusion weights asked for: it scales with
+        the net LM weight λ_T − λ_I, and is 0 when fusion is switched off. Without that, a
+        client asking `{"lm_weight": 0}` would keep a bonus that now only inserts words."""
         if self.search == "greedy":
-            return replace(base, search="greedy", lm_weight=0.0, ilm_weight=0.0)
+            return replace(base, search="greedy", lm_weight=0.0, ilm_weight=0.0, length_reward=0.0)
         kw: dict[str, Any] = {"search": self.search or base.search}
         for name in ("beam_size", "lm_weight", "ilm_weight"):
             if getattr(self, name) is not None:
                 kw[name] = getattr(self, name)
+        if base.length_reward and (self.lm_weight is not None or self.ilm_weight is not None):
+            net_base = base.lm_weight - base.ilm_weight
+            net = kw.get("lm_weight", base.lm_weight) - kw.get("ilm_weight", base.ilm_weight)
+            kw["length_reward"] = base.length_reward * max(net, 0.0) / net_base if net_base > 0 else 0.0
         return replace(base, **kw)
 
 

@@ -153,6 +153,12 @@ def test_search_options_parsed_and_applied_over_the_model_defaults():
         ("beam", 8, 0.3, 0.0, 0.5)
     greedy = parse_start({"type": "start", "sample_rate": 16000, "options": {"search": "greedy"}}).search.apply(base)
     assert (greedy.search, greedy.lm_weight, greedy.ilm_weight) == ("greedy", 0.0, 0.0)
+    # the reward that offsets the LM's per-piece cost follows the net LM weight asked for
+    tuned = DecodingOptions(search="beam", lm_weight=0.45, ilm_weight=0.15, length_reward=0.9)
+    assert SearchRequest(lm_weight=0.0, ilm_weight=0.0).apply(tuned).length_reward == 0.0
+    assert abs(SearchRequest(lm_weight=0.75).apply(tuned).length_reward - 1.8) < 1e-9
+    assert SearchRequest(beam_size=8).apply(tuned).length_reward == 0.9
+    assert SearchRequest("greedy").apply(tuned).length_reward == 0.0
 
 
 def test_parse_text_refuses_garbage():
