@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from compression.store import ModelStore, split_ref
+from compression.quantise import apply_compression
 from compression.store.manifest import MANIFEST_NAME, Manifest
 from decoding.greedy import Emission, ctc_best_path, greedy_search
 from decoding.options import Decoding, DecodingOptions, SearchRequest  # one options object (docs/notes/lm-to-asr.md)
@@ -161,6 +162,8 @@ class Recogniser:
         if manifest is None and (file.parent / MANIFEST_NAME).is_file():
             manifest = Manifest.read(file.parent / MANIFEST_NAME)
         model, blob = load_checkpoint(file)
+        if manifest is not None and manifest.compression:
+            apply_compression(model, manifest.compression)  # e.g. int8 linear layers (compression/quantise.py)
         tok = Tokenizer(blob["tokenizer"])
         return cls(model, tok, manifest, BeamDecoding.for_model_dir(model, tok, file.parent))
 

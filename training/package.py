@@ -66,11 +66,14 @@ def plot_curves(log_path: Path, out: Path) -> None:
 
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
             store_root: Path = REPO / "store", description: str = "", half: bool = False,
-            decoding: dict[str, Any] | None = None, lm: Path | None = None) -> Path:
+            decoding: dict[str, Any] | None = None, lm: Path | None = None,
+            compression: dict[str, Any] | None = None) -> Path:
     """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
     `lm`: an external LM (training/lm.py's LSTM checkpoint) over this model's pieces, sealed
     beside model.pt as `lm.pt` so the version's fusion defaults (`decoding`) always find the
     LM they were tuned with; its sources and dev perplexity go into the manifest.
+    `compression`: the manifest's record of what the loader does to the weights, e.g.
+    `{"int8_dynamic": ["encoder"]}` (compression/quantise.py).
     `decoding`: the model's own decoding defaults (`DecodingOptions` fields, e.g. the blank
     penalty measured best for these weights), kept in the manifest's `extra.decoding`, which the
     recogniser starts every stream from; a request's options still override them."""
@@ -81,6 +84,11 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
     from compression.store.store import ModelStore
     from models.transducer import load_checkpoint, save_checkpoint
 
+    if compression:
+        from compression.quantise import INT8_DYNAMIC
+
+        if not isinstance(compression.get(INT8_DYNAMIC, []), list):
+            raise SystemExit(f"--compression: {INT8_DYNAMIC} must list module names, e.g. [\"encoder\"]")
     if decoding:
         unknown = set(decoding) - set(DecodingOptions().to_dict())
         if unknown:
@@ -124,7 +132,7 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  **({"lm": lm_extra} if lm_extra else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
-            metrics=metrics, description=description, extra=extra,
+            metrics=metrics, description=description, extra=extra, compression=compression or {},
         )
     del torch
     return store_root / name / m.version
@@ -160,12 +168,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoding", type=json.loads, default=None,
                    help='the model\'s decoding defaults as JSON, e.g. \'{"blank_penalty": 0.5}\'')
     p.add_argument("--lm", type=Path, default=None, help="external LM (training/lm.py) sealed beside the model as lm.pt")
+    p.add_argument("--compression", type=json.loads, default=None,
+                   help='what the loader does to the weights, e.g. \'{"int8_dynamic": ["encoder"]}\'')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
-                  args.half, args.decoding, args.lm)
+                  args.half, args.decoding, args.lm, args.compression)
     print(out)
     return 0
