@@ -1,11 +1,12 @@
 """Float against dynamic-int8 encoder, one run: CPU time and WER on the same audio.
 
-    python -m bench.quantise --model default --limit 100
+    python -m bench.quantise --model default --limit 100 --name quantise_beam
+    python -m bench.quantise --model default --limit 100 --search greedy --name quantise_greedy
 
 Two recognisers of the same store model, one with its encoder's linear layers quantised
 (`compression/quantise.py`); every utterance is streamed through both in turn (0.1 s pieces,
 endpoints as served, one thread), so a busy neighbour slows both alike and the ratio holds.
-Writes `bench/results/quantise.{json,md}`.
+Writes `bench/results/<name>.{json,md}` (`--name`, default `quantise`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=100, help="utterances per set (0 = all)")
     p.add_argument("--search", default="", help='"greedy" to override the model\'s default search')
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="quantise", help="results file stem (e.g. quantise_greedy)")
     args = p.parse_args()
 
     import jiwer
@@ -70,7 +72,7 @@ def main() -> None:
         tqdm.write(f"{set_name}: {json.dumps(rows[set_name])}")
     search = args.search or recs["float"].options.search
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quantise.json").write_text(json.dumps({"model": args.model, "search": search, "sets": rows}, indent=2))
+    (args.out / f"{args.name}.json").write_text(json.dumps({"model": args.model, "search": search, "sets": rows}, indent=2))
     lines = ["# Dynamic int8 encoder against float, one run (`bench/quantise.py`)", "",
              f"Model `{args.model}`, search `{search}`, one thread, every utterance through both in turn; "
              "RTF = CPU seconds per audio second.", "",
@@ -78,7 +80,7 @@ def main() -> None:
     for s, r in rows.items():
         lines.append(f"| {s} | {r['utterances']} | {r['float']['wer']:.1f} % | {r['int8']['wer']:.1f} % | "
                      f"{r['float']['rtf_cpu']:.4f} | {r['int8']['rtf_cpu']:.4f} | {r['speedup']:.2f}x |")
-    (args.out / "quantise.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
