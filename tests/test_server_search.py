@@ -18,35 +18,12 @@ import httpx
 import numpy as np
 import pytest
 
-from compression.store import ModelStore
 from decoding.options import SearchRequest
-from tests.test_server_stream import SO, clip, drain, model_store, send_audio, serve, ws  # noqa: F401
+from tests.test_server_hotwords import _start, rec, server  # noqa: F401  (the same fixtures: a real server, the loaded default)
+from tests.test_server_stream import SO, clip, drain, model_store, send_audio, ws  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not SO.is_dir(), reason="speechocean762 is not at ../shared/data")
 CLIP = "SPEAKER0005/000050003"
-
-
-@pytest.fixture(scope="module")
-def rec(model_store):  # noqa: F811
-    import torch
-
-    from decoding.recogniser import Recogniser
-
-    torch.set_num_threads(1)
-    return Recogniser.load(ModelStore(model_store[0]).resolve("default")[0])
-
-
-@pytest.fixture(scope="module")
-def server(model_store, tmp_path_factory):  # noqa: F811
-    proc, addr = serve(model_store[0], tmp_path_factory.mktemp("search"), "--max-streams", "8")
-    yield addr
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def _start(conn, **options) -> dict:
-    conn.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_f32le", "options": options}))
-    return json.loads(conn.recv(timeout=60))
 
 
 def test_bad_search_refused_then_each_search_decodes_as_offline(server, rec):
@@ -55,9 +32,8 @@ def test_bad_search_refused_then_each_search_decodes_as_offline(server, rec):
     x = clip(CLIP).astype(np.float32)
     has_lm = rec.beam.search.lm is not None
     asks = {"greedy": "greedy", "beam": {"beam": 2, "lm_weight": 0.3, "ilm_weight": 0.1}}
-    want = {k: [w.text for w in rec.transcribe(x, rec.plan(search=SearchRequest(**(
-        {"search": "greedy"} if v == "greedy" else {"search": "beam", "beam_size": 2, "lm_weight": 0.3, "ilm_weight": 0.1}
-    )))[0])] for k, v in asks.items()}
+    same = {"greedy": SearchRequest("greedy"), "beam": SearchRequest("beam", 2, 0.3, 0.1)}  # `asks`, parsed
+    want = {k: [w.text for w in rec.transcribe(x, rec.plan(search=req)[0])] for k, req in same.items()}
     with contextlib.ExitStack() as stack:
         conns = {k: stack.enter_context(ws(server)) for k in asks}
         for value, says in [("viterbi", "search must be"), ({"beam": 99}, "search.beam"),
