@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import soundfile as sf
 
@@ -55,6 +55,22 @@ def _invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_field", message)
 
 
+def _form_field(raw: str, json_opener: str, plain: Callable[[str], Any], parse: Callable[[Any], Any],
+                code: str, not_json: str) -> Any:
+    """A form field that is JSON when it starts with `json_opener` and plain text otherwise
+    (`plain` turns it into the value), checked by the stream protocol's own `parse`, so a REST
+    call and a `start` message refuse the same values with the same codes."""
+    text = raw.strip()
+    try:
+        value = json.loads(text) if text.startswith(json_opener) else plain(text)
+    except ValueError:
+        raise ApiError(400, code, not_json) from None
+    try:
+        return parse(value)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, str(exc)) from None
+
+
 def parse_form(array: str | None, format: str | None, diarisation: str | None, hotwords: str | None,
                model: str | None, channel: str | None, hotword_boost: str | None = None,
                text: str | None = None, search: str | None = None) -> FileParams:
@@ -89,15 +105,8 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
         diar = d in ("true", "1", "yes", "on")
     words: tuple[str, ...] = ()
     if hotwords:
-        text = hotwords.strip()
-        try:
-            items = json.loads(text) if text.startswith("[") else [w for w in text.split(",") if w.strip()]
-        except ValueError:
-            raise ApiError(400, HOTWORD_ERROR, "hotwords: not a JSON list of strings") from None
-        try:
-            words = parse_hotwords(items)
-        except ProtocolError as exc:
-            raise ApiError(400, exc.code, str(exc)) from None
+        words = _form_field(hotwords, "[", lambda t: [w for w in t.split(",") if w.strip()], parse_hotwords,
+                            HOTWORD_ERROR, "hotwords: not a JSON list of strings")
     boost = None
     if hotword_boost not in (None, ""):
         try:
@@ -117,15 +126,7 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
             raise _invalid(str(exc)) from None
     req = None
     if search not in (None, ""):
-        raw = search.strip()
-        try:
-            value = json.loads(raw) if raw.startswith("{") else raw.lower()
-        except ValueError:
-            raise ApiError(400, SEARCH_ERROR, "search: not a JSON object") from None
-        try:
-            req = parse_search(value)
-        except ProtocolError as exc:
-            raise ApiError(400, exc.code, str(exc)) from None
+        req = _form_field(search, "{", str.lower, parse_search, SEARCH_ERROR, "search: not a JSON object")
     return FileParams(arr, fmt, diar, words, ref, chan, boost, text_format, None if req is None else asdict(req))
 
 
