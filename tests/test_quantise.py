@@ -46,3 +46,17 @@ def test_int8_encoder_stays_close_to_float_and_loads_from_the_manifest(model_sto
     loaded = Recogniser.from_store(tmp_path / "store", "default/1")
     assert is_quantised(loaded.model.encoder) and loaded.manifest.compression == {"int8_dynamic": ["encoder"]}
     assert not is_quantised(Recogniser.load(ckpt).model.encoder) and out_dir.name == "1"
+
+
+def test_the_shipped_fast_model_loads_int8_and_greedy_from_default_weights():
+    """store/fast: default/9's very weights (the same blob), quantised by the loader, greedy."""
+    from compression.store import ModelStore
+    from decoding.recogniser import Recogniser
+    from tests.conftest import REPO
+
+    store = ModelStore(REPO / "store")
+    if not store.versions("fast"):
+        pytest.skip("no fast model in the store")
+    rec = Recogniser.from_store(store, "fast")
+    assert is_quantised(rec.model.encoder) and rec.options.search == "greedy" and rec.beam.search.lm is None
+    assert rec.manifest.files["model.pt"] == store.resolve(*rec.manifest.base.split("/"))[1].files["model.pt"]

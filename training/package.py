@@ -67,7 +67,7 @@ def plot_curves(log_path: Path, out: Path) -> None:
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
             store_root: Path = REPO / "store", description: str = "", half: bool = False,
             decoding: dict[str, Any] | None = None, lm: Path | None = None,
-            compression: dict[str, Any] | None = None) -> Path:
+            compression: dict[str, Any] | None = None, base: str | None = None) -> Path:
     """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
     `lm`: an external LM (training/lm.py's LSTM checkpoint) over this model's pieces, sealed
     beside model.pt as `lm.pt` so the version's fusion defaults (`decoding`) always find the
@@ -132,7 +132,7 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  **({"lm": lm_extra} if lm_extra else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
-            metrics=metrics, description=description, extra=extra, compression=compression or {},
+            metrics=metrics, description=description, extra=extra, compression=compression or {}, base=base,
         )
     del torch
     return store_root / name / m.version
@@ -168,6 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoding", type=json.loads, default=None,
                    help='the model\'s decoding defaults as JSON, e.g. \'{"blank_penalty": 0.5}\'')
     p.add_argument("--lm", type=Path, default=None, help="external LM (training/lm.py) sealed beside the model as lm.pt")
+    p.add_argument("--base", default=None, help="the store model this one derives from (name/version)")
     p.add_argument("--compression", type=json.loads, default=None,
                    help='what the loader does to the weights, e.g. \'{"int8_dynamic": ["encoder"]}\'')
     p.set_defaults(func=run)
@@ -176,6 +177,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
-                  args.half, args.decoding, args.lm, args.compression)
+                  args.half, args.decoding, args.lm, args.compression, args.base)
     print(out)
     return 0
