@@ -58,13 +58,11 @@ class Row:
 
 def score_rows(name: str, opts: dict, set_name: str, rows: list[dict]) -> Row:
     """WER and CPU RTF of decoded rows (`decode_manifest`'s per-utterance rows)."""
-    import jiwer
+    from training.eval_cli import score_rows as score
 
-    m = jiwer.process_words([r["ref"] for r in rows], [r["hyp"] for r in rows])
-    audio = sum(r["seconds"] for r in rows)
-    cpu = sum(r["cpu_seconds"] for r in rows)
-    return Row(name, opts, set_name, len(rows), round(100 * m.wer, 2), m.substitutions, m.insertions,
-               m.deletions, sum(len(r["ref"].split()) for r in rows), round(cpu / max(audio, 1e-9), 4))
+    r = score(rows)
+    return Row(name, opts, set_name, r.utterances, r.wer, r.substitutions, r.insertions, r.deletions, r.words,
+               r.rtf_cpu)
 
 
 def run_config(rec, name: str, opts: dict, manifest: str, limit: int) -> list[dict]:

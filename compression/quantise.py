@@ -3,7 +3,8 @@
 Why dynamic: weights become int8 once (per tensor), activations are quantised per call, so no
 calibration set is needed and nothing about training changes; on this machine's x86 CPU the
 int8 GEMMs (fbgemm) make the Whisper encoder's 384-wide layers ~1.5x faster per stream
-(`bench/results/quantise.md`, float and int8 timed in one run on the same audio).
+(`bench/results/quantise_greedy.md`, `quantise_beam.md`: float and int8 timed in one run on
+the same audio).
 
 Why at load time and not in the stored file: the store keeps one float16 `model.pt`; its
 manifest's `compression` says which modules the server quantises (`{"int8_dynamic":

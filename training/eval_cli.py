@@ -78,41 +78,41 @@ def decode_manifest(rec: "Recogniser", manifest: str, limit: int = 0, options: "
                     piece_seconds: float = 0.1, model_name: str = "") -> tuple[EvalResult, list[dict]]:
     """Stream every utterance of `manifest` (the first `limit`) through the loaded `rec` with
     `options` (None: the model's defaults); the scores and one row per utterance."""
-    import jiwer
-
     from corpus.manifest import read_manifest, resolve_audio
     from training.data import load_audio
 
     records = list(read_manifest(manifest))
     if limit:
         records = records[:limit]
-    refs, hyps, rows = [], [], []
-    audio_s = decode_s = cpu_s = 0.0
+    rows = []
     piece = int(piece_seconds * rec.sample_rate)
     for r in records:
         wave = load_audio(str(resolve_audio(r, manifest)), rec.sample_rate).numpy()
         t0, c0 = time.perf_counter(), time.process_time()
         words = rec.transcribe(wave, options=options, chunk_samples=piece)
-        dt = time.perf_counter() - t0
-        dc = time.process_time() - c0
-        cpu_s += dc
-        hyp = " ".join(w.text for w in words)
-        refs.append(r.text)
-        hyps.append(hyp)
-        audio_s += len(wave) / rec.sample_rate
-        decode_s += dt
-        rows.append({"id": r.id, "ref": r.text, "hyp": hyp, "seconds": len(wave) / rec.sample_rate,
-                     "decode_seconds": round(dt, 4), "cpu_seconds": round(dc, 4), "words": [w.to_dict() for w in words]})
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        rows.append({"id": r.id, "ref": r.text, "hyp": " ".join(w.text for w in words),
+                     "seconds": len(wave) / rec.sample_rate, "decode_seconds": round(dt, 4),
+                     "cpu_seconds": round(dc, 4), "words": [w.to_dict() for w in words]})
+    return score_rows(rows, str(manifest), model_name, rec.chunk_seconds), rows
+
+
+def score_rows(rows: list[dict], manifest: str = "", model_name: str = "", chunk_seconds: float = 0.0) -> EvalResult:
+    """WER (jiwer) and RTFs of decoded rows (`decode_manifest`'s), e.g. of a slice of them."""
+    import jiwer
+
+    refs, hyps = [r["ref"] for r in rows], [r["hyp"] for r in rows]
     m = jiwer.process_words(refs, hyps)
-    n_ref = sum(len(t.split()) for t in refs)
-    res = EvalResult(
-        manifest=str(manifest), model=model_name, utterances=len(refs), words=n_ref,
+    audio_s = sum(r["seconds"] for r in rows)
+    decode_s = sum(r["decode_seconds"] for r in rows)
+    cpu_s = sum(r["cpu_seconds"] for r in rows)
+    return EvalResult(
+        manifest=manifest, model=model_name, utterances=len(rows), words=sum(len(t.split()) for t in refs),
         wer=round(100 * m.wer, 2), substitutions=m.substitutions, insertions=m.insertions,
         deletions=m.deletions, audio_seconds=round(audio_s, 2), decode_seconds=round(decode_s, 2),
         rtf=round(decode_s / max(audio_s, 1e-9), 4), rtf_cpu=round(cpu_s / max(audio_s, 1e-9), 4),
-        chunk_seconds=rec.chunk_seconds,
+        chunk_seconds=chunk_seconds,
     )
-    return res, rows
 
 
 def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None = None,
