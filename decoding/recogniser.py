@@ -207,7 +207,7 @@ class Recogniser:
         if words:
             options = replace(options, hotwords=words,
                               hotword_boost=base.hotword_boost if hotword_boost is None else float(hotword_boost))
-            if options.search == "greedy" and search is not None and search.search == "greedy":
+            if search is not None and search.search == "greedy":  # asked for; hotwords override it
                 warnings.append("hotwords need alternatives to choose between: the beam search was used")
         beam = decoder != "ctc" and BeamDecoding.wants(options)
         return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
