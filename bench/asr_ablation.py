@@ -105,6 +105,10 @@ def render(rows: dict[str, dict], steps: int) -> str:
 
 
 def save(results: dict[str, dict], steps: int, recipe: Path) -> None:
+    """Merge into the file as it is now: variants run as separate processes, one per core."""
+    out_json = RESULTS / "asr_ablation.json"
+    on_disk = json.loads(out_json.read_text()).get("rows", {}) if out_json.exists() else {}
+    results.update({k: v for k, v in on_disk.items() if k not in results})
     (RESULTS / "asr_ablation.json").write_text(json.dumps(
         {"steps": steps, "recipe": str(recipe.resolve().relative_to(REPO)), "rows": results}, indent=1) + "\n")
     (RESULTS / "asr_ablation.md").write_text(render(results, steps))

@@ -25,6 +25,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from decoding.hotwords import HotwordTrie, TrieNode
+from decoding.lexicon import LexiconScorer
 from decoding.options import DecodingOptions
 from decoding.scorers import ExternalLM, fusion_rows, ilm_log_probs
 
@@ -68,6 +69,7 @@ class Hypothesis:
     hotword_score: float = 0.0  # biasing bonus, after the end-of-hypothesis correction
     frames: tuple[int, ...] = ()  # encoder frame (from stream start) where each token was emitted
     probs: tuple[float, ...] = ()  # transducer posterior of each token when emitted (confidence)
+    lexicon_score: float = 0.0  # out-of-lexicon penalties (≤ 0), the last word's included
 
 
 @dataclass
@@ -91,6 +93,9 @@ class BeamStream:
     lm_state: Any = None
     ilm_rows: torch.Tensor | None = None  # (K, V) log P_ILM of the next token
     nodes: list[TrieNode] = field(default_factory=list)
+    lexicon: LexiconScorer | None = None
+    lex: list[float] = field(default_factory=list)  # per hypothesis: lexicon penalties so far
+    lex_rows: torch.Tensor | None = None  # (K, V) the lexicon's rows of the current beam; None = stale
     t: int = 0  # encoder frames consumed so far
     fus: torch.Tensor | None = None  # (K, V) weighted fusion rows of the current beam; None = stale
 
@@ -119,10 +124,11 @@ class BeamSearch:
         self.lm = lm
 
     @torch.no_grad()
-    def new_stream(self, opts: DecodingOptions, trie: HotwordTrie | None = None) -> BeamStream:
+    def new_stream(self, opts: DecodingOptions, trie: HotwordTrie | None = None,
+                   lexicon: LexiconScorer | None = None) -> BeamStream:
         pred_out, state = self.view.predictor_init(1)
         s = BeamStream(opts, trie if trie else None, [()], [()], [()], torch.zeros(1), [0.0], [0.0], [0.0], [0.0],
-                       pred_out, state)
+                       pred_out, state, lexicon=lexicon, lex=[0.0])
         if opts.lm_weight and self.lm is not None:
             s.lm_rows, s.lm_state = self.lm.init(1)
         if opts.ilm_weight:
@@ -166,10 +172,11 @@ class BeamSearch:
             self._advance(emitting)
 
     def _fusion(self, s: BeamStream, shape: tuple[int, int], V: int) -> torch.Tensor | None:
-        """The beam's weighted LM − ILM + hotword (+ reward) rows, rebuilt only when stale."""
+        """The beam's weighted LM − ILM + hotword + lexicon (+ reward) rows, rebuilt only when stale."""
         if s.fus is None:
             hot_rows = torch.stack([s.trie.bonus_row(nd, V) for nd in s.nodes]) if s.trie is not None else None
-            s.fus = fusion_rows(s.opts, self.view.blank, shape, s.lm_rows, s.ilm_rows, hot_rows)
+            s.lex_rows = s.lexicon.rows(s.tokens) if s.lexicon is not None else None
+            s.fus = fusion_rows(s.opts, self.view.blank, shape, s.lm_rows, s.ilm_rows, hot_rows, s.lex_rows)
         return s.fus
 
     def _select(self, s: BeamStream, rows: torch.Tensor, V: int, blank: int) -> tuple[list[int], list[int]]:
@@ -189,13 +196,16 @@ class BeamSearch:
             parts.append(s.lm_rows.reshape(-1).index_select(0, idx))
         if s.ilm_rows is not None:
             parts.append(s.ilm_rows.reshape(-1).index_select(0, idx))
+        if s.lex_rows is not None:
+            parts.append(s.lex_rows.reshape(-1).index_select(0, idx))
         vals = torch.stack(parts).tolist()
         score_c, step_c = vals[0], vals[1]
+        lex_c = vals.pop() if s.lex_rows is not None else None
         lm_c = vals[2] if s.lm_rows is not None else None
         ilm_c = vals[-1] if s.ilm_rows is not None else None
         keep: dict[tuple[int, ...], int] = {}
         prev = {seq: i for i, seq in enumerate(s.tokens)}
-        srcs, toks, tot, am, lm, ilm, hot, tokens, frames, probs, nodes = [], [], [], [], [], [], [], [], [], [], []
+        srcs, toks, tot, am, lm, ilm, hot, lex, tokens, frames, probs, nodes = [], [], [], [], [], [], [], [], [], [], [], []
         for c, flat in enumerate(idx.tolist()):
             i, k = divmod(flat, V)
             score, step = score_c[c], step_c[c]
@@ -214,6 +224,7 @@ class BeamSearch:
             tot.append(score), am.append(s.am[i] + step), tokens.append(seq)
             lm.append(s.lm[i] + lm_c[c] if lm_c is not None else s.lm[i])
             ilm.append(s.ilm[i] + ilm_c[c] if ilm_c is not None else s.ilm[i])
+            lex.append(s.lex[i] + lex_c[c] if lex_c is not None else s.lex[i])
             h = s.hot[i]
             if s.trie is not None:
                 node = s.nodes[i]
@@ -226,7 +237,7 @@ class BeamSearch:
             probs.append(s.probs[i] + (math.exp(step),) if nonblank else s.probs[i])
         same_rows = srcs == list(range(len(s.tokens)))
         s.tokens, s.frames, s.probs, s.nodes = tokens, frames, probs, nodes
-        s.am, s.lm, s.ilm, s.hot = am, lm, ilm, hot
+        s.am, s.lm, s.ilm, s.hot, s.lex = am, lm, ilm, hot, lex
         s.total = torch.tensor(tot)
         if not same_rows:  # reorder every per-hypothesis tensor by its source row
             src = torch.tensor(srcs)
@@ -239,6 +250,8 @@ class BeamSearch:
                 s.ilm_rows = s.ilm_rows.index_select(0, src)
             if s.fus is not None:
                 s.fus = s.fus.index_select(0, src)
+            if s.lex_rows is not None:
+                s.lex_rows = s.lex_rows.index_select(0, src)
         emit = [r for r, k in enumerate(toks) if k != blank]
         return emit, [toks[r] for r in emit]
 
@@ -260,7 +273,7 @@ class BeamSearch:
             rng = None if single else torch.arange(off, off + n)
             o = out if single else out.index_select(0, rng)
             st = state if single else view.select_state(state, rng)
-            s.fus = None  # rows changed: the fused row is rebuilt on the next frame
+            s.fus = s.lex_rows = None  # rows changed: the fused row is rebuilt on the next frame
             if w:
                 s.pred_out, s.pred_state = o, st
             else:
@@ -301,13 +314,15 @@ class BeamSearch:
         return [x for st in states for x in st]
 
     def nbest(self, s: BeamStream, n: int | None = None) -> list[Hypothesis]:
-        """The stream's best hypotheses so far, best first (partial matches of hotwords undone)."""
+        """The stream's best hypotheses so far, best first (partial matches of hotwords undone,
+        the last word's lexicon penalty paid)."""
         hyps = []
         total = s.total.tolist()
         for i in range(s.size):
             corr = s.trie.final_bonus(s.nodes[i]) if s.trie is not None else 0.0
-            hyps.append(Hypothesis(s.tokens[i], total[i] + corr, s.am[i], s.lm[i], s.ilm[i], s.hot[i] + corr,
-                                   s.frames[i], s.probs[i]))
+            lex = s.lexicon.final_penalty(s.tokens[i]) if s.lexicon is not None else 0.0
+            hyps.append(Hypothesis(s.tokens[i], total[i] + corr + lex, s.am[i], s.lm[i], s.ilm[i], s.hot[i] + corr,
+                                   s.frames[i], s.probs[i], s.lex[i] + lex))
         hyps.sort(key=lambda h: h.score, reverse=True)
         return hyps[: (n or s.opts.nbest)]
 
@@ -333,7 +348,7 @@ class BeamSearch:
         utterances, and a predictor several sentences deep suppresses emissions (measured on
         store/default/3: 45 s of speech gave 10 words with the carried state, 41 with greedy)."""
         best = self.nbest(s, 1)[0]
-        fresh = self.new_stream(s.opts, s.trie)
+        fresh = self.new_stream(s.opts, s.trie, s.lexicon)
         fresh.t = s.t
         s.__dict__.update(fresh.__dict__)
         return best

@@ -32,6 +32,11 @@ class DecodingOptions:
     # `start` message's `hotword_boost`, the REST field and the trie all take this name and this
     # value when none is given (bench/results/lm_fusion.md measured 1-2 as the safe range)
     hotword_boost: float = 2.0
+    # Beam only: log-score paid once by each word of a hypothesis that is not in the lexicon
+    # (decoding/lexicon.py; the model's lexicon.txt.gz plus `vocabulary` and the hotwords);
+    # 0 = no lexicon. A model's default in its manifest.
+    oov_penalty: float = 0.0
+    vocabulary: tuple[str, ...] = ()  # words this session adds to the lexicon (names, jargon)
     max_symbols_per_frame: int = 3  # greedy only: cap on emissions in one encoder frame
     blank_penalty: float = 0.0  # subtracted from the blank logit (fewer deletions); a model's default in its manifest
     # Endpointing (the recogniser's rules; here so one options object describes a stream).
@@ -51,9 +56,12 @@ class DecodingOptions:
             object.__setattr__(self, "nbest", self.beam_size)
         if self.lm_weight < 0 or self.ilm_weight < 0 or self.hotword_boost < 0:
             raise ValueError("lm_weight, ilm_weight and hotword_boost must be ≥ 0")
-        if isinstance(self.hotwords, (list, str)):
-            words = [self.hotwords] if isinstance(self.hotwords, str) else self.hotwords
-            object.__setattr__(self, "hotwords", tuple(words))
+        if self.oov_penalty < 0:
+            raise ValueError("oov_penalty must be ≥ 0")
+        for name in ("hotwords", "vocabulary"):
+            value = getattr(self, name)
+            if isinstance(value, (list, str)):
+                object.__setattr__(self, name, tuple([value] if isinstance(value, str) else value))
 
     @property
     def uses_lm(self) -> bool:
@@ -62,6 +70,7 @@ class DecodingOptions:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hotwords"] = list(self.hotwords)
+        d["vocabulary"] = list(self.vocabulary)
         return d
 
     @classmethod
@@ -70,8 +79,9 @@ class DecodingOptions:
         base = base or cls()
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in (data or {}).items() if k in names}
-        if "hotwords" in kw:
-            kw["hotwords"] = tuple(kw["hotwords"] or ())
+        for name in ("hotwords", "vocabulary"):
+            if name in kw:
+                kw[name] = tuple(kw[name] or ())
         return replace(base, **kw)
 
 
@@ -85,6 +95,7 @@ class SearchRequest:
     beam_size: int | None = None
     lm_weight: float | None = None  # λ_T, shallow fusion with the model's external LM
     ilm_weight: float | None = None  # λ_I, the internal-LM estimate subtracted (ILME)
+    oov_penalty: float | None = None  # per non-word (decoding/lexicon.py); 0 turns the lexicon off
 
     def apply(self, base: DecodingOptions) -> DecodingOptions:
         """`base` with this request's choices; greedy drops the fusion weights (they need the beam).
@@ -94,9 +105,9 @@ class SearchRequest:
         the net LM weight λ_T − λ_I, and is 0 when fusion is switched off. Without that, a
         client asking `{"lm_weight": 0}` would keep a bonus that now only inserts words."""
         if self.search == "greedy":
-            return replace(base, search="greedy", lm_weight=0.0, ilm_weight=0.0, length_reward=0.0)
+            return replace(base, search="greedy", lm_weight=0.0, ilm_weight=0.0, length_reward=0.0, oov_penalty=0.0)
         kw: dict[str, Any] = {"search": self.search or base.search}
-        for name in ("beam_size", "lm_weight", "ilm_weight"):
+        for name in ("beam_size", "lm_weight", "ilm_weight", "oov_penalty"):
             if getattr(self, name) is not None:
                 kw[name] = getattr(self, name)
         if base.length_reward and (self.lm_weight is not None or self.ilm_weight is not None):
@@ -121,8 +132,9 @@ class Decoding:
     beam_size: int | None = None  # with search "beam"
     lm_weight: float = 0.0  # λ_T applied (0: no external LM in the search)
     ilm_weight: float = 0.0  # λ_I applied
+    oov_penalty: float = 0.0  # per word outside the model's lexicon (0: no lexicon in the search)
 
     def to_dict(self) -> dict[str, Any]:
         return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
-                "lm_weight": self.lm_weight, "ilm_weight": self.ilm_weight,
+                "lm_weight": self.lm_weight, "ilm_weight": self.ilm_weight, "oov_penalty": self.oov_penalty,
                 "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}

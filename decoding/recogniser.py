@@ -204,6 +204,10 @@ class Recogniser:
             if search is not None and search.lm_weight:
                 warnings.append("this model has no external LM; lm_weight was ignored")
             options = replace(options, lm_weight=0.0)
+        if options.oov_penalty and self.beam.lexicon is None:
+            if search is not None and search.oov_penalty:
+                warnings.append("this model has no lexicon; oov_penalty was ignored")
+            options = replace(options, oov_penalty=0.0)
         if words:
             options = replace(options, hotwords=words,
                               hotword_boost=base.hotword_boost if hotword_boost is None else float(hotword_boost))
@@ -212,7 +216,8 @@ class Recogniser:
         beam = decoder != "ctc" and BeamDecoding.wants(options)
         return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
                                  "beam" if beam else "greedy", options.beam_size if beam else None,
-                                 options.lm_weight if beam else 0.0, options.ilm_weight if beam else 0.0)
+                                 options.lm_weight if beam else 0.0, options.ilm_weight if beam else 0.0,
+                                 options.oov_penalty if beam else 0.0)
 
     def spellable(self, words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Split phrases into those the tokenizer spells without its unknown piece, and the rest."""

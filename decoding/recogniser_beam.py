@@ -17,6 +17,7 @@ import torch
 from decoding.beam_search import BeamSearch, BeamStream, Hypothesis
 from decoding.greedy import Emission
 from decoding.hotwords import HotwordTrie
+from decoding.lexicon import LEXICON_FILE, Lexicon, LexiconScorer
 from decoding.options import DecodingOptions
 from decoding.scorers import load_external_lm
 from decoding.tokenizer import Tokenizer
@@ -31,17 +32,35 @@ LM_FILE = "lm.pt"  # an external LM beside model.pt is loaded with it (n-gram: l
 class BeamDecoding:
     """Per-process beam search state: the model's search view and the optional external LM."""
 
-    def __init__(self, model: Transducer, tok: Tokenizer, lm_path: str | Path | None = None) -> None:
+    def __init__(self, model: Transducer, tok: Tokenizer, lm_path: str | Path | None = None,
+                 lexicon: Lexicon | None = None) -> None:
         self.tok = tok
         lm = load_external_lm(str(lm_path), model.cfg.vocab_size, tokenizer=tok.proto) if lm_path else None
         self.search = BeamSearch(TransducerSearchView(model), lm)
+        self.lexicon = lexicon
+        self._pieces = [""] + [tok.piece(i) for i in range(1, tok.vocab_size)]
+        self._scorers: dict[float, LexiconScorer] = {}  # one per penalty: their row caches are shared
 
     @classmethod
     def for_model_dir(cls, model: Transducer, tok: Tokenizer, folder: Path) -> "BeamDecoding":
+        lexicon = Lexicon.read(folder / LEXICON_FILE) if (folder / LEXICON_FILE).exists() else None
         for name in (LM_FILE, "lm.pkl"):
             if (folder / name).exists():
-                return cls(model, tok, folder / name)
-        return cls(model, tok)
+                return cls(model, tok, folder / name, lexicon)
+        return cls(model, tok, lexicon=lexicon)
+
+    def lexicon_scorer(self, options: DecodingOptions) -> LexiconScorer | None:
+        """The stream's lexicon scorer: shared when it adds no words (its rows are cached
+        across streams), its own when the session brings vocabulary or hotwords."""
+        if not options.oov_penalty or self.lexicon is None:
+            return None
+        extra = options.vocabulary + options.hotwords
+        if extra:
+            return LexiconScorer(self.lexicon.with_words(extra), self._pieces, 0, options.oov_penalty)
+        scorer = self._scorers.get(options.oov_penalty)
+        if scorer is None:
+            scorer = self._scorers[options.oov_penalty] = LexiconScorer(self.lexicon, self._pieces, 0, options.oov_penalty)
+        return scorer
 
     @staticmethod
     def wants(options: DecodingOptions) -> bool:
@@ -49,7 +68,7 @@ class BeamDecoding:
 
     def new(self, options: DecodingOptions) -> BeamStream:
         trie = HotwordTrie.from_words(options.hotwords, self.tok.encode, options.hotword_boost) if options.hotwords else None
-        return self.search.new_stream(options, trie)
+        return self.search.new_stream(options, trie, self.lexicon_scorer(options))
 
     @torch.no_grad()
     def decode(self, streams: Sequence[Any], enc: torch.Tensor, n: int) -> None:

@@ -2,7 +2,8 @@
 
 Each term touches non-blank expansions only (a blank changes no text, so no LM may score it):
 
-    score(y_1..u) = log P_AM(y|x) + λ_T log P_LM(y) − λ_I log P_ILM(y) + hotword bonus + reward·|y|
+    score(y_1..u) = log P_AM(y|x) + λ_T log P_LM(y) − λ_I log P_ILM(y) + hotword bonus
+                   − oov_penalty·(non-words) + reward·|y|
 
 - `ExternalLM`: the text-only LM (neural `models.lm.TokenLM` or `decoding.ngram.NgramLM`) mapped
   from its piece ids onto the transducer's output ids, with per-hypothesis state.
@@ -128,6 +129,7 @@ def fusion_rows(
     lm_rows: torch.Tensor | None = None,
     ilm_rows: torch.Tensor | None = None,
     hot_rows: torch.Tensor | None = None,
+    lex_rows: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """(N, V) additive scores for one expansion of N hypotheses; 0 in the blank column.
 
@@ -141,9 +143,11 @@ def fusion_rows(
         total = term if total is None else total + term
     if hot_rows is not None:
         total = hot_rows if total is None else total + hot_rows
+    if lex_rows is not None:  # already weighted by the lexicon's penalty (decoding/lexicon.py)
+        total = lex_rows if total is None else total + lex_rows
     if opts.length_reward:
         total = (0.0 if total is None else total) + torch.full(shape, opts.length_reward)
     if total is not None:
-        total = total.clone() if total is hot_rows else total
+        total = total.clone() if (total is hot_rows or total is lex_rows) else total
         total[:, blank] = 0.0
     return total

@@ -22,9 +22,9 @@ TEXT_FORMATS = ("display", "raw")  # cased and punctuated words | the recogniser
 MAX_HOTWORDS, MAX_HOTWORD_CHARS, MAX_HOTWORD_BOOST = 100, 100, 10.0
 HOTWORD_ERROR = "invalid_hotwords"
 # `options.search` limits: the beam multiplies the joiner calls per frame for the whole batch.
-MAX_BEAM, MAX_FUSION_WEIGHT = 16, 2.0
+MAX_BEAM, MAX_FUSION_WEIGHT, MAX_OOV_PENALTY = 16, 2.0, 20.0
 SEARCH_ERROR = "invalid_search"
-SEARCH_FIELDS = {"beam", "lm_weight", "ilm_weight"}
+SEARCH_FIELDS = {"beam", "lm_weight", "ilm_weight", "oov_penalty"}
 
 
 class ProtocolError(ValueError):
@@ -98,8 +98,8 @@ def parse_boost(value: Any, code: str = HOTWORD_ERROR) -> float | None:
 
 
 def parse_search(value: Any, code: str = SEARCH_ERROR) -> SearchRequest | None:
-    """`options.search`: "greedy", "beam", or {"beam": k, "lm_weight": λ_T, "ilm_weight": λ_I}
-    (every key optional; an object means the beam search). None when absent."""
+    """`options.search`: "greedy", "beam", or {"beam": k, "lm_weight": λ_T, "ilm_weight": λ_I,
+    "oov_penalty": p} (every key optional; an object means the beam search). None when absent."""
     if value is None:
         return None
     if value in ("greedy", "beam"):
@@ -113,13 +113,12 @@ def parse_search(value: Any, code: str = SEARCH_ERROR) -> SearchRequest | None:
     if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM):
         raise ProtocolError(code, f"search.beam must be an integer in 1..{MAX_BEAM}")
     weights = {}
-    for name in ("lm_weight", "ilm_weight"):
+    for name, hi in (("lm_weight", MAX_FUSION_WEIGHT), ("ilm_weight", MAX_FUSION_WEIGHT), ("oov_penalty", MAX_OOV_PENALTY)):
         w = value.get(name)
         if w is None:
             continue
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
-                or not 0 <= w <= MAX_FUSION_WEIGHT:
-            raise ProtocolError(code, f"search.{name} must be a number in [0, {MAX_FUSION_WEIGHT:g}]")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or not 0 <= w <= hi:
+            raise ProtocolError(code, f"search.{name} must be a number in [0, {hi:g}]")
         weights[name] = float(w)
     return SearchRequest(search="beam", beam_size=beam, **weights)
 

@@ -133,6 +133,8 @@ def test_hotwords_normalised_deduplicated_with_boost():
     ({"ilm_weight": float("inf")}, "search.ilm_weight"),
     ({"lm_weight": "0.3"}, "search.lm_weight"),
     ({"beam": 4, "temperature": 1}, "unknown key(s) ['temperature']"),
+    ({"oov_penalty": 21}, "search.oov_penalty must be a number in [0, 20]"),
+    ({"oov_penalty": None, "beam": "4"}, "search.beam"),
 ])
 def test_bad_search_options_get_their_own_code(search, says):
     with pytest.raises(ProtocolError) as e:
@@ -158,6 +160,12 @@ def test_search_options_parsed_and_applied_over_the_model_defaults():
     assert SearchRequest(lm_weight=0.0, ilm_weight=0.0).apply(tuned).length_reward == 0.0
     assert abs(SearchRequest(lm_weight=0.75).apply(tuned).length_reward - 1.8) < 1e-9
     assert SearchRequest(beam_size=8).apply(tuned).length_reward == 0.9
+    # the lexicon's penalty: asked for per stream, dropped with the greedy search (it needs the beam)
+    lexical = DecodingOptions(search="beam", oov_penalty=3.0)
+    assert SearchRequest(oov_penalty=0.0).apply(lexical).oov_penalty == 0.0
+    assert SearchRequest(search="greedy").apply(lexical).oov_penalty == 0.0
+    spec = parse_start({"type": "start", "sample_rate": 16000, "options": {"search": {"oov_penalty": 1.5}}})
+    assert spec.search.apply(base).oov_penalty == 1.5
     assert SearchRequest("greedy").apply(tuned).length_reward == 0.0
 
 

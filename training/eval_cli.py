@@ -71,7 +71,16 @@ def attach_lm(rec: "Recogniser", lm: str | Path) -> None:
     if the file lay beside its model.pt: what a store version with an `lm.pt` serves."""
     from decoding.recogniser_beam import BeamDecoding
 
-    rec.beam = BeamDecoding(rec.model, rec.tok, lm)
+    rec.beam = BeamDecoding(rec.model, rec.tok, lm, rec.beam.lexicon)
+
+
+def attach_lexicon(rec: "Recogniser", lexicon: str | Path) -> None:
+    """Give `rec` the word list at `lexicon` (`decoding/lexicon.py`; used by streams whose
+    `oov_penalty` > 0), as if it lay beside its model.pt as lexicon.txt.gz."""
+    from decoding.lexicon import Lexicon
+
+    rec.beam.lexicon = Lexicon.read(lexicon)
+    rec.beam._scorers.clear()
 
 
 def decode_manifest(rec: "Recogniser", manifest: str, limit: int = 0, options: "DecodingOptions | None" = None,
@@ -117,7 +126,7 @@ def score_rows(rows: list[dict], manifest: str = "", model_name: str = "", chunk
 
 def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None = None,
                       piece_seconds: float = 0.1, threads: int = 1, decoding: dict | None = None,
-                      lm: str | None = None) -> EvalResult:
+                      lm: str | None = None, lexicon: str | None = None) -> EvalResult:
     """`decode_manifest` of a model by reference; `decoding` overrides the model's default
     options (e.g. `{"search": "beam", "lm_weight": 0.3}`), `lm` attaches an external LM."""
     import torch
@@ -128,6 +137,8 @@ def evaluate_manifest(model: str, manifest: str, limit: int = 0, out: str | None
     rec = load_recogniser(model)
     if lm:
         attach_lm(rec, lm)
+    if lexicon:
+        attach_lexicon(rec, lexicon)
     options = DecodingOptions.from_dict(decoding, base=rec.options) if decoding else None
     res, rows = decode_manifest(rec, manifest, limit, options, piece_seconds, str(model))
     if out:
@@ -150,6 +161,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoding", type=json.loads, default=None,
                    help='JSON over the model\'s default decoding options, e.g. \'{"search": "beam", "lm_weight": 0.3}\'')
     p.add_argument("--lm", default=None, help="external LM (.pt LSTM or .pkl n-gram) over the model's pieces")
+    p.add_argument("--lexicon", default=None,
+                   help="word list (.txt or .txt.gz, one word per line) for the beam's oov_penalty")
     p.set_defaults(func=run)
 
 
@@ -158,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         out = None
         if args.out:
             out = args.out if len(args.manifest) == 1 else f"{Path(args.out).with_suffix('')}.{i}.jsonl"
-        res = evaluate_manifest(args.model, m, args.limit, out, args.piece_seconds, args.threads, args.decoding, args.lm)
+        res = evaluate_manifest(args.model, m, args.limit, out, args.piece_seconds, args.threads, args.decoding, args.lm,
+                                 args.lexicon)
         print(f"{m}: WER {res.wer:.2f}% (S {res.substitutions} I {res.insertions} D {res.deletions} "
               f"of {res.words} words, {res.utterances} utts)  RTF {res.rtf:.4f} (CPU {res.rtf_cpu:.4f})  chunk {res.chunk_seconds:.2f}s")
         print(json.dumps(asdict(res)))

