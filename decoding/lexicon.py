@@ -94,6 +94,10 @@ class LexiconScorer:
         self.blank = blank
         self.penalty = float(penalty)
         self._starts = [p.startswith(WORD_START) for p in self.pieces]
+        self._start_ids = [k for k, p in enumerate(self.pieces) if k != blank and self._starts[k]]
+        self._cont_ids = [k for k, p in enumerate(self.pieces) if k != blank and p and not self._starts[k]]
+        self._start: list[float] | None = None
+        self._firsts = sorted({self.pieces[k][0] for k in self._cont_ids})  # letters a continuation can begin with
         self._rows: dict[str, torch.Tensor] = {}
         self._max_cached = max_cached
 
@@ -123,21 +127,37 @@ class LexiconScorer:
         row = self._rows.get(word)
         if row is not None:
             return row
+        vals = list(self._start_row())  # word-starting pieces: what the new word's start costs
         close = self.closing_penalty(word)
-        dead = bool(word) and self._bad(word)  # already paid: its continuations are free
-        vals = [0.0] * len(self.pieces)
-        for k, p in enumerate(self.pieces):
-            if k == self.blank:
-                continue
-            if self._starts[k]:
-                vals[k] = close - (self.penalty if self._bad(p[len(WORD_START):]) else 0.0)
-            elif not dead and self._bad(word + p):
-                vals[k] = -self.penalty
+        if close:
+            for k in self._start_ids:
+                vals[k] += close
+        if not (word and self._bad(word)):  # a word that already paid continues for free
+            nexts = self._next_letters(word)
+            for k in self._cont_ids:
+                p = self.pieces[k]
+                if p[0] not in nexts or self._bad(word + p):
+                    vals[k] = -self.penalty
         row = torch.tensor(vals)
         if len(self._rows) >= self._max_cached:
             self._rows.clear()
         self._rows[word] = row
         return row
+
+    def _start_row(self) -> list[float]:
+        """The row's part that depends on no partial word: each word-starting piece pays when
+        its own spelling starts no word. Computed once."""
+        if self._start is None:
+            self._start = [0.0] * len(self.pieces)
+            for k in self._start_ids:
+                if self._bad(self.pieces[k][len(WORD_START):]):
+                    self._start[k] = -self.penalty
+        return self._start
+
+    def _next_letters(self, word: str) -> set[str]:
+        """Letters that can follow `word` inside some lexicon word: ~27 prefix tests that spare
+        most pieces theirs (a piece whose first letter cannot follow is out already)."""
+        return {c for c in self._firsts if self.lexicon.is_prefix(word + c)}
 
     def rows(self, hyps: Sequence[Sequence[int]]) -> torch.Tensor:
         """(K, V) rows for a beam's hypotheses."""
