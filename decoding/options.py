@@ -37,6 +37,10 @@ class DecodingOptions:
     # 0 = no lexicon. A model's default in its manifest.
     oov_penalty: float = 0.0
     vocabulary: tuple[str, ...] = ()  # words this session adds to the lexicon (names, jargon)
+    # Audio per encoder step, a multiple of the model's trained chunk (0 = that chunk). Wider
+    # chunks see more context (fewer errors) and cost less per second, but partials come later:
+    # a live stream's latency choice, and what batch transcription uses (bench/results/asr_chunks.md).
+    chunk_seconds: float = 0.0
     max_symbols_per_frame: int = 3  # greedy only: cap on emissions in one encoder frame
     blank_penalty: float = 0.0  # subtracted from the blank logit (fewer deletions); a model's default in its manifest
     # Endpointing (the recogniser's rules; here so one options object describes a stream).
@@ -56,8 +60,8 @@ class DecodingOptions:
             object.__setattr__(self, "nbest", self.beam_size)
         if self.lm_weight < 0 or self.ilm_weight < 0 or self.hotword_boost < 0:
             raise ValueError("lm_weight, ilm_weight and hotword_boost must be ≥ 0")
-        if self.oov_penalty < 0:
-            raise ValueError("oov_penalty must be ≥ 0")
+        if self.oov_penalty < 0 or self.chunk_seconds < 0:
+            raise ValueError("oov_penalty and chunk_seconds must be ≥ 0")
         for name in ("hotwords", "vocabulary"):
             value = getattr(self, name)
             if isinstance(value, (list, str)):
@@ -133,8 +137,10 @@ class Decoding:
     lm_weight: float = 0.0  # λ_T applied (0: no external LM in the search)
     ilm_weight: float = 0.0  # λ_I applied
     oov_penalty: float = 0.0  # per word outside the model's lexicon (0: no lexicon in the search)
+    chunk_seconds: float = 0.0  # audio per encoder step for this stream (the `ready` message's chunk_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
                 "lm_weight": self.lm_weight, "ilm_weight": self.ilm_weight, "oov_penalty": self.oov_penalty,
+                "chunk_seconds": self.chunk_seconds,
                 "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}

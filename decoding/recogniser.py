@@ -67,6 +67,7 @@ class Stream:
     flushed: bool = False  # finished and everything decoded
     ctc_prev: int = 0  # CTC best-path token of the previous frame (blank = 0)
     beam: Any = None  # BeamStream when a transducer stream asks for beam search or hotwords
+    chunk_frames: int = 0  # encoder frames per step (a multiple of the model's chunk; set by new_stream)
     levels: FrameLevels | None = None  # audio level per encoder frame (the quick endpoint rule)
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
@@ -80,6 +81,10 @@ class Stream:
 
     def input_finished(self) -> None:
         self.finished = True
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.chunk_frames * self._rec.frame_seconds
 
     def _words(self) -> list[Word]:
         return self._rec.words(self.emissions, ctc=self._rec.decoder_of(self) == "ctc")
@@ -135,6 +140,9 @@ class Recogniser:
         self.chunk_frames = enc.chunk_frames  # encoder frames per chunk
         self.frame_seconds = model.frame_seconds
         self.chunk_seconds = self.chunk_frames * self.frame_seconds
+        # what batch (file) transcription decodes with: a wider chunk, since no one waits for
+        # partials there (the manifest's `batch_chunk_seconds`; default the trained chunk)
+        self.batch_chunk_seconds = self.chunk_seconds_for(float(extra.get("batch_chunk_seconds") or 0.0))
         # which head decodes by default: the store manifest may say "ctc" when, for a young model,
         # the auxiliary CTC head is the more accurate of the two
         self.default_decoder = extra.get("decoder") or "transducer"
@@ -176,14 +184,15 @@ class Recogniser:
         return cls.load(folder, manifest)
 
     def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None,
-             search: SearchRequest | None = None) -> tuple[DecodingOptions, Decoding]:
+             search: SearchRequest | None = None, chunk_seconds: float | None = None) -> tuple[DecodingOptions, Decoding]:
         """A stream's options (this model's defaults with the hotwords it can use, the boost
         and the search asked for; `hotword_boost` None keeps the default's) and what will be
         applied, with a warning for everything asked for that it cannot do.
 
         Why the recogniser decides: whether a hotword can be used depends on the model (its
         CTC head cannot bias; a phrase its tokenizer cannot spell is dropped), and shallow
-        fusion needs an external LM the model may not have."""
+        fusion needs an external LM the model may not have. `chunk_seconds`: the audio per
+        encoder step asked for (None: the model's trained chunk), rounded by `chunk_seconds_for`."""
         base = self.options
         decoder = base.decoder or self.default_decoder
         words, warnings = tuple(hotwords), []
@@ -213,11 +222,27 @@ class Recogniser:
                               hotword_boost=base.hotword_boost if hotword_boost is None else float(hotword_boost))
             if search is not None and search.search == "greedy":  # asked for; hotwords override it
                 warnings.append("hotwords need alternatives to choose between: the beam search was used")
+        if chunk_seconds is not None:
+            applied = self.chunk_seconds_for(chunk_seconds)
+            if abs(applied - chunk_seconds) > 1e-6:
+                warnings.append(f"chunk_seconds {chunk_seconds:g} was rounded to {applied:g}: a multiple of the "
+                                f"model's {self.chunk_seconds:g} s chunk, at most {self.MAX_CHUNK_MULTIPLE} of them")
+            options = replace(options, chunk_seconds=applied)
         beam = decoder != "ctc" and BeamDecoding.wants(options)
         return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
                                  "beam" if beam else "greedy", options.beam_size if beam else None,
                                  options.lm_weight if beam else 0.0, options.ilm_weight if beam else 0.0,
-                                 options.oov_penalty if beam else 0.0)
+                                 options.oov_penalty if beam else 0.0,
+                                 options.chunk_seconds or self.chunk_seconds)
+
+    MAX_CHUNK_MULTIPLE = 8  # wider chunks than 8x the trained one were never measured
+
+    def chunk_seconds_for(self, seconds: float) -> float:
+        """`seconds` rounded to a multiple of the model's chunk, 1..MAX_CHUNK_MULTIPLE of them
+        (0: the model's chunk). Why multiples: chunk boundaries then fall where training's did,
+        and the key/value cache (the left context) stays the size it was trained with."""
+        k = max(1, min(self.MAX_CHUNK_MULTIPLE, round(seconds / self.chunk_seconds))) if seconds > 0 else 1
+        return round(k * self.chunk_seconds, 6)
 
     def spellable(self, words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Split phrases into those the tokenizer spells without its unknown piece, and the rest."""
@@ -232,6 +257,7 @@ class Recogniser:
             pred_state=self.model.initial_predictor_state(1),
             _rec=self,
         )
+        s.chunk_frames = round(self.chunk_seconds_for(s.options.chunk_seconds) / self.frame_seconds)
         if s.options.endpoint_quick_blank > 0:
             s.levels = FrameLevels(int(round(self.frame_seconds * self.sample_rate)))
         if self.decoder_of(s) != "ctc" and BeamDecoding.wants(s.options):
@@ -242,19 +268,18 @@ class Recogniser:
         if s.flushed:
             return False
         avail = s._available_frames(self.fbank_cfg)
-        return avail >= self.subsampling * self.chunk_frames or s.finished
+        return avail >= self.subsampling * s.chunk_frames or s.finished
 
     @torch.no_grad()
     def decode_streams(self, streams: list[Stream]) -> None:
         """One chunk for each ready stream, batched by chunk length."""
         groups: dict[int, list[tuple[Stream, torch.Tensor]]] = {}
-        per_chunk = self.subsampling * self.chunk_frames
         for s in streams:
             if not self.is_ready(s):
                 continue
             s._compute_features(self.fbank_cfg)
             usable = (s.feats.shape[0] // self.subsampling) * self.subsampling
-            take = min(per_chunk, usable)
+            take = min(self.subsampling * s.chunk_frames, usable)
             if s.finished and s.feats.shape[0] - take < self.subsampling:
                 s.flushed = True  # this is the last chunk (a shorter tail is dropped, as offline)
             if take == 0:
@@ -362,7 +387,7 @@ class Recogniser:
         """Stream a whole signal through one stream as the server does (chunks of
         `chunk_samples`, segments closed at endpoints); returns every final word."""
         s = self.new_stream(options)
-        step = chunk_samples or int(self.chunk_seconds * self.sample_rate)
+        step = chunk_samples or int(s.chunk_seconds * self.sample_rate)
         words: list[Word] = []
 
         def drain() -> None:

@@ -32,15 +32,21 @@ class RecogniserStream(Protocol):
 
     def reset_segment(self) -> list[Word]: ...
 
+    @property
+    def chunk_seconds(self) -> float:
+        """Audio per encoder step of this stream (a multiple of the model's chunk)."""
+
 
 class Recognises(Protocol):
     """A loaded recogniser: no per-stream state; `decode_streams` batches every ready stream."""
 
     sample_rate: int
-    chunk_seconds: float
+    chunk_seconds: float  # the model's trained chunk
+    batch_chunk_seconds: float  # what a file is decoded with when its request names no chunk
 
     def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None,
-             search: "SearchRequest | None" = None) -> tuple["DecodingOptions", "Decoding"]: ...
+             search: "SearchRequest | None" = None, chunk_seconds: float | None = None
+             ) -> tuple["DecodingOptions", "Decoding"]: ...
 
     def new_stream(self, options: "DecodingOptions | None" = None) -> RecogniserStream: ...
 

@@ -24,6 +24,8 @@ class StreamSpec:
     channel: str | int = "mean"  # what the recogniser hears: mean of channels, or one index
     format: str = "display"  # display: cased and punctuated words | raw: the recogniser's tokens
     search: SearchRequest | None = None  # greedy/beam and fusion weights asked for; None: the model's defaults
+    chunk_seconds: float | None = None  # audio per encoder step asked for; None: the model's (batch one for files)
+    file: bool = False  # a whole file (REST), not a live stream: decoded with the model's batch chunk
 
     @property
     def geometry_array(self) -> np.ndarray | None:

@@ -107,7 +107,9 @@ class EngineStream:
         self.model = model
         self.sink = sink
         rec = model.recogniser
-        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search)  # what is applied, for `ready`
+        # a file is decoded with the model's batch chunk unless asked otherwise: no one waits for its partials
+        chunk = spec.chunk_seconds if spec.chunk_seconds is not None else (rec.batch_chunk_seconds if spec.file else None)
+        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search, chunk)  # what is applied, for `ready`
         self.rs: RecogniserStream = rec.new_stream(options)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
         self.diariser = diariser  # None: no diarisation (not asked, no geometry, or it failed)
@@ -236,7 +238,7 @@ class EngineStream:
     def decoded_seconds(self) -> float:
         if self.input_done:
             return self.duration
-        return min(self.chunks * self.model.recogniser.chunk_seconds, self.duration)
+        return min(self.chunks * self.rs.chunk_seconds, self.duration)
 
     def after_decode(self, share_seconds: float) -> None:
         """One chunk was decoded: endpoint → final, else partial; pass on diariser events."""

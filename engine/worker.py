@@ -98,7 +98,7 @@ class BatchWorker:
                 self._remove(s)
                 continue
             try:
-                s.ingest(max_seconds=max(1.0, 3 * s.model.recogniser.chunk_seconds))
+                s.ingest(max_seconds=max(1.0, 3 * s.rs.chunk_seconds))
                 if not s.input_done and s.wants_finish() and not s.has_input():
                     s.end_input()
             except Exception as exc:
@@ -161,7 +161,7 @@ class BatchWorker:
             return
         dt = time.perf_counter() - t0
         now = time.monotonic()
-        audio = len(batch) * rec.chunk_seconds
+        audio = sum(s.rs.chunk_seconds for s in batch)
         self._window.append((now, dt, audio))
         while self._window and now - self._window[0][0] > 60:
             self._window.popleft()

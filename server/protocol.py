@@ -15,7 +15,9 @@ from engine.spec import StreamSpec
 
 MAX_TEXT_BYTES = 64 * 1024
 START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
-OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format", "search"}
+OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format", "search",
+                 "chunk_seconds"}
+MAX_CHUNK_SECONDS = 10.0  # the recogniser rounds to a multiple of its chunk (at most 8 of them)
 TEXT_FORMATS = ("display", "raw")  # cased and punctuated words | the recogniser's normalised tokens
 # Hotword limits (docs/protocol.md): the trie and the per-frame bonus rows grow with them, so a
 # client cannot make one stream's search arbitrarily slow for everyone on its batch.
@@ -123,6 +125,17 @@ def parse_search(value: Any, code: str = SEARCH_ERROR) -> SearchRequest | None:
     return SearchRequest(search="beam", beam_size=beam, **weights)
 
 
+def parse_chunk_seconds(value: Any, code: str = "invalid_start", field: str = "options.chunk_seconds") -> float | None:
+    """Audio per encoder step, in (0, MAX_CHUNK_SECONDS]; the model rounds it to a multiple of
+    its own chunk and says so in `ready`'s warnings. None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= MAX_CHUNK_SECONDS:
+        raise ProtocolError(code, f"{field} must be a number of seconds in (0, {MAX_CHUNK_SECONDS:g}]")
+    return float(value)
+
+
 def _normalise(text: str) -> str:
     """Hotwords in the model's normalised text (upper case, numbers as words)."""
     try:
@@ -202,6 +215,7 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         channel=parse_channel(options.get("channel", "mean"), channels),
         format=parse_text_format(options.get("format", "display")),
         search=parse_search(options.get("search")),
+        chunk_seconds=parse_chunk_seconds(options.get("chunk_seconds")),
     )
 
 

@@ -22,7 +22,7 @@ from server.context import ServerContext
 from server.errors import ApiError
 from server.formats import FORMATS
 from server.protocol import (HOTWORD_ERROR, SEARCH_ERROR, ProtocolError, parse_boost, parse_channel, parse_hotwords, parse_model,
-                             parse_text_format, parse_search)
+                             parse_text_format, parse_search, parse_chunk_seconds)
 
 BLOCK_SECONDS = 1.0
 
@@ -40,6 +40,7 @@ class FileParams:
     hotword_boost: float | None = None  # None: the model's default
     text: str = "display"  # the words as people read them | "raw": the recogniser's tokens
     search: dict | None = None  # SearchRequest's fields (None: the model's default search)
+    chunk_seconds: float | None = None  # audio per encoder step (None: the model's batch chunk)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -73,7 +74,7 @@ def _form_field(raw: str, json_opener: str, plain: Callable[[str], Any], parse: 
 
 def parse_form(array: str | None, format: str | None, diarisation: str | None, hotwords: str | None,
                model: str | None, channel: str | None, hotword_boost: str | None = None,
-               text: str | None = None, search: str | None = None) -> FileParams:
+               text: str | None = None, search: str | None = None, chunk_seconds: str | None = None) -> FileParams:
     """The form fields, checked. `format` is the answer's file format (json, srt, ...); `text` is
     the words' form, as a stream's `options.format`: "display" (cased, punctuated) or "raw"."""
     try:  # first: `text` is reused below for the other fields' strings
@@ -127,7 +128,13 @@ def parse_form(array: str | None, format: str | None, diarisation: str | None, h
     req = None
     if search not in (None, ""):
         req = _form_field(search, "{", str.lower, parse_search, SEARCH_ERROR, "search: not a JSON object")
-    return FileParams(arr, fmt, diar, words, ref, chan, boost, text_format, None if req is None else asdict(req))
+    chunk = None
+    if chunk_seconds not in (None, ""):
+        try:
+            chunk = parse_chunk_seconds(float(chunk_seconds), "invalid_field", "chunk_seconds")
+        except ValueError as exc:  # ProtocolError is one
+            raise _invalid(str(exc) if isinstance(exc, ProtocolError) else "chunk_seconds must be a number") from None
+    return FileParams(arr, fmt, diar, words, ref, chan, boost, text_format, None if req is None else asdict(req), chunk)
 
 
 def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
@@ -147,6 +154,7 @@ def file_spec(info: sf._SoundFileInfo, params: FileParams) -> StreamSpec:
         diarisation=multi if params.diarisation is None else params.diarisation,
         model=params.model, channel=channel, format=params.text,
         search=None if params.search is None else SearchRequest(**params.search),
+        chunk_seconds=params.chunk_seconds, file=True,
     )
 
 

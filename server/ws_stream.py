@@ -118,7 +118,7 @@ class StreamSession:
         return Ready(
             stream.id, ModelRef(model.name, model.manifest.version), spec.sample_rate, rec.sample_rate,
             spec.encoding, spec.channels, None if spec.geometry is None else ArrayInfo(spec.preset, spec.geometry),
-            rec.chunk_seconds,
+            decoding.chunk_seconds,
             AppliedOptions(spec.partials, decoding.hotwords, decoding.hotword_boost, diarisation, model.ref,
                            spec.channel, text_format),
             decoding,

@@ -56,11 +56,12 @@ async def create_transcription(
     file: Annotated[UploadFile, File(description="WAV/FLAC/OGG, any rate, mono or multi-channel")],
     array: OptForm = None, format: OptForm = None, diarisation: OptForm = None,
     hotwords: OptForm = None, model: OptForm = None, channel: OptForm = None, hotword_boost: OptForm = None,
-    text: OptForm = None, search: OptForm = None,
+    text: OptForm = None, search: OptForm = None, chunk_seconds: OptForm = None,
 ):
     """Transcribe an upload now (files up to `max_sync_seconds`; longer ones go through jobs)."""
     _check_size(ctx, request, file)
-    params = parse_form(array, format, diarisation, hotwords, model, channel, hotword_boost, text, search)
+    params = parse_form(array, format, diarisation, hotwords, model, channel, hotword_boost, text, search,
+                        chunk_seconds)
     info = audio_info(file.file)
     if info.duration > ctx.config.max_sync_seconds:
         raise ApiError(413, "too_long_for_sync",
@@ -77,11 +78,12 @@ async def create_job(
     file: Annotated[UploadFile, File(description="WAV/FLAC/OGG, any rate, mono or multi-channel")],
     array: OptForm = None, format: OptForm = None, diarisation: OptForm = None,
     hotwords: OptForm = None, model: OptForm = None, channel: OptForm = None, hotword_boost: OptForm = None,
-    text: OptForm = None, search: OptForm = None,
+    text: OptForm = None, search: OptForm = None, chunk_seconds: OptForm = None,
 ) -> JSONResponse:
     """Accept a file for transcription later; it is stored before this answers."""
     _check_size(ctx, request, file)
-    params = parse_form(array, format, diarisation, hotwords, model, channel, hotword_boost, text, search)
+    params = parse_form(array, format, diarisation, hotwords, model, channel, hotword_boost, text, search,
+                        chunk_seconds)
     info = audio_info(file.file)
     _check_model(ctx, params)
     filename = Path(file.filename or "audio").name
