@@ -24,6 +24,7 @@ class DecodingOptions:
     search: str = "greedy"  # transducer search: "greedy" | "beam" (modified beam search, one symbol per frame)
     beam_size: int = 4  # hypotheses kept per stream after every frame
     nbest: int = 1  # hypotheses returned by `result()` / the n-best list (≤ beam_size)
+    alternatives: int = 0  # n-best hypotheses attached to each closed segment (0 = none)
     lm_weight: float = 0.0  # λ_T: shallow fusion weight of the external LM, + λ_T log P_LM(y)
     ilm_weight: float = 0.0  # λ_I: internal-LM estimate subtracted, − λ_I log P_ILM(y) (ILME)
     length_reward: float = 0.0  # added per emitted token; offsets the LM's bias to short outputs
@@ -57,9 +58,11 @@ class DecodingOptions:
         if self.beam_size < 1 or self.nbest < 1:
             raise ValueError("beam_size and nbest must be ≥ 1")
         if self.nbest > self.beam_size:
-            object.__setattr__(self, "nbest", self.beam_size)
+            object.__setattr__(self, "nbest", self.beam_size)  # (plan() widens the beam for alternatives first)
         if self.lm_weight < 0 or self.ilm_weight < 0 or self.hotword_boost < 0:
             raise ValueError("lm_weight, ilm_weight and hotword_boost must be ≥ 0")
+        if self.alternatives < 0:
+            raise ValueError("alternatives must be ≥ 0")
         if self.oov_penalty < 0 or self.chunk_seconds < 0:
             raise ValueError("oov_penalty and chunk_seconds must be ≥ 0")
         for name in ("hotwords", "vocabulary"):
@@ -138,9 +141,10 @@ class Decoding:
     ilm_weight: float = 0.0  # λ_I applied
     oov_penalty: float = 0.0  # per word outside the model's lexicon (0: no lexicon in the search)
     chunk_seconds: float = 0.0  # audio per encoder step for this stream (the `ready` message's chunk_seconds)
+    alternatives: int = 0  # n-best hypotheses attached to each final (0: none)
 
     def to_dict(self) -> dict[str, Any]:
         return {"decoder": self.decoder, "search": self.search, "beam_size": self.beam_size,
                 "lm_weight": self.lm_weight, "ilm_weight": self.ilm_weight, "oov_penalty": self.oov_penalty,
-                "chunk_seconds": self.chunk_seconds,
+                "chunk_seconds": self.chunk_seconds, "alternatives": self.alternatives,
                 "hotwords": list(self.hotwords), "hotword_boost": self.hotword_boost}

@@ -17,6 +17,7 @@ Why results come out as they do:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +33,7 @@ from decoding.options import Decoding, DecodingOptions, SearchRequest  # one opt
 from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
 from decoding.tokenizer import CharTokenizer, Tokenizer
 from decoding.vad import FrameLevels
-from minutes.types import Word
+from minutes.types import Alternative, Word
 from models.encoder import EncoderState
 from models.whisper_encoder import WhisperEncoderState
 from models.features import FbankConfig, fbank
@@ -68,6 +69,7 @@ class Stream:
     ctc_prev: int = 0  # CTC best-path token of the previous frame (blank = 0)
     beam: Any = None  # BeamStream when a transducer stream asks for beam search or hotwords
     chunk_frames: int = 0  # encoder frames per step (a multiple of the model's chunk; set by new_stream)
+    alternatives: list[Alternative] = field(default_factory=list)  # the last closed segment's n best
     levels: FrameLevels | None = None  # audio level per encoder frame (the quick endpoint rule)
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
@@ -101,9 +103,15 @@ class Stream:
     def reset_segment(self) -> list[Word]:
         """Close the current segment: its final words; the next segment starts afresh
         (predictor back to the sentence start), times still count from the stream start."""
+        n = self.options.alternatives
         if self.beam is not None:
+            if n:  # before the beam restarts: its hypotheses are the segment's alternatives
+                self.alternatives = self._rec.beam.alternatives(self, n, self._rec.words)
             self.emissions = self._rec.beam.reset(self)
         words = self._words()
+        if n and self.beam is None:  # the greedy search's one hypothesis
+            score = sum(math.log(max(e.prob, 1e-12)) for e in self.emissions)
+            self.alternatives = [Alternative(" ".join(w.text for w in words), 1.0, round(score, 3), tuple(words))] if words else []
         self.emissions = []
         self.segment_start = self.frames_done
         self.pred_state = self._rec.model.initial_predictor_state(1)
@@ -184,7 +192,8 @@ class Recogniser:
         return cls.load(folder, manifest)
 
     def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None,
-             search: SearchRequest | None = None, chunk_seconds: float | None = None) -> tuple[DecodingOptions, Decoding]:
+             search: SearchRequest | None = None, chunk_seconds: float | None = None,
+             alternatives: int = 0) -> tuple[DecodingOptions, Decoding]:
         """A stream's options (this model's defaults with the hotwords it can use, the boost
         and the search asked for; `hotword_boost` None keeps the default's) and what will be
         applied, with a warning for everything asked for that it cannot do.
@@ -192,7 +201,8 @@ class Recogniser:
         Why the recogniser decides: whether a hotword can be used depends on the model (its
         CTC head cannot bias; a phrase its tokenizer cannot spell is dropped), and shallow
         fusion needs an external LM the model may not have. `chunk_seconds`: the audio per
-        encoder step asked for (None: the model's trained chunk), rounded by `chunk_seconds_for`."""
+        encoder step asked for (None: the model's trained chunk), rounded by `chunk_seconds_for`.
+        `alternatives`: n-best hypotheses per final; more than one needs the beam, at least n wide."""
         base = self.options
         decoder = base.decoder or self.default_decoder
         words, warnings = tuple(hotwords), []
@@ -228,12 +238,22 @@ class Recogniser:
                 warnings.append(f"chunk_seconds {chunk_seconds:g} was rounded to {applied:g}: a multiple of the "
                                 f"model's {self.chunk_seconds:g} s chunk, at most {self.MAX_CHUNK_MULTIPLE} of them")
             options = replace(options, chunk_seconds=applied)
+        if alternatives:
+            options = replace(options, alternatives=alternatives, nbest=alternatives)
+            if alternatives > 1 and decoder == "ctc":
+                warnings.append("this model decodes with its CTC head: one alternative only")
+            elif alternatives > 1:
+                if options.search != "beam" and search is not None and search.search == "greedy":
+                    warnings.append(f"{alternatives} alternatives need the beam search: it was used")
+                options = replace(options, search="beam", beam_size=max(options.beam_size, alternatives),
+                                  nbest=alternatives)
         beam = decoder != "ctc" and BeamDecoding.wants(options)
         return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
                                  "beam" if beam else "greedy", options.beam_size if beam else None,
                                  options.lm_weight if beam else 0.0, options.ilm_weight if beam else 0.0,
                                  options.oov_penalty if beam else 0.0,
-                                 options.chunk_seconds or self.chunk_seconds)
+                                 options.chunk_seconds or self.chunk_seconds,
+                                 min(options.alternatives, options.beam_size if beam else 1))
 
     MAX_CHUNK_MULTIPLE = 8  # wider chunks than 8x the trained one were never measured
 

@@ -9,8 +9,9 @@ biasing needs alternatives to choose between.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -22,6 +23,7 @@ from decoding.options import DecodingOptions
 from decoding.scorers import load_external_lm
 from decoding.tokenizer import Tokenizer
 from decoding.transducer_view import TransducerSearchView
+from minutes.types import Alternative, Word
 from models.transducer import Transducer
 
 __all__ = ["BeamDecoding", "LM_FILE"]
@@ -83,6 +85,30 @@ class BeamDecoding:
 
     def stable_tokens(self, s: Any) -> int:
         return self.search.stable_tokens(s.beam)
+
+    def alternatives(self, s: Any, n: int, words: Callable[[list[Emission]], list[Word]]) -> list[Alternative]:
+        """The segment's `n` best distinct texts so far, best first, as words with their own times.
+
+        The whole beam is read: two token sequences can spell one text (pieces split a word
+        differently), and such hypotheses are one alternative, their probability added, the
+        better one's words kept. `confidence` is each text's share of the beam's probability
+        (softmax of the search scores)."""
+        hyps = self.search.nbest(s.beam, s.beam.size)
+        if not hyps:
+            return []
+        top = hyps[0].score
+        texts: dict[str, tuple[float, Hypothesis, tuple[Word, ...]]] = {}
+        for h in hyps:
+            ws = tuple(words(emissions(h)))
+            text = " ".join(w.text for w in ws)
+            m = math.exp(h.score - top)
+            if text in texts:
+                texts[text] = (texts[text][0] + m, texts[text][1], texts[text][2])
+            else:
+                texts[text] = (m, h, ws)
+        total = sum(m for m, _, _ in texts.values())
+        return [Alternative(text, round(m / total, 6), round(h.score, 3), ws)
+                for text, (m, h, ws) in list(texts.items())[:n]]
 
     def reset(self, s: Any) -> list[Emission]:
         """Close the segment: the best hypothesis's emissions; the beam restarts from it."""

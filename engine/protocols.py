@@ -36,6 +36,8 @@ class RecogniserStream(Protocol):
     def chunk_seconds(self) -> float:
         """Audio per encoder step of this stream (a multiple of the model's chunk)."""
 
+    alternatives: list  # minutes.types.Alternative: the n best of the last closed segment
+
 
 class Recognises(Protocol):
     """A loaded recogniser: no per-stream state; `decode_streams` batches every ready stream."""
@@ -45,8 +47,8 @@ class Recognises(Protocol):
     batch_chunk_seconds: float  # what a file is decoded with when its request names no chunk
 
     def plan(self, hotwords: Sequence[str] = (), hotword_boost: float | None = None,
-             search: "SearchRequest | None" = None, chunk_seconds: float | None = None
-             ) -> tuple["DecodingOptions", "Decoding"]: ...
+             search: "SearchRequest | None" = None, chunk_seconds: float | None = None,
+             alternatives: int = 0) -> tuple["DecodingOptions", "Decoding"]: ...
 
     def new_stream(self, options: "DecodingOptions | None" = None) -> RecogniserStream: ...
 

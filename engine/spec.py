@@ -26,6 +26,7 @@ class StreamSpec:
     search: SearchRequest | None = None  # greedy/beam and fusion weights asked for; None: the model's defaults
     chunk_seconds: float | None = None  # audio per encoder step asked for; None: the model's (batch one for files)
     file: bool = False  # a whole file (REST), not a live stream: decoded with the model's batch chunk
+    alternatives: int = 0  # n-best hypotheses on each final (0: none)
 
     @property
     def geometry_array(self) -> np.ndarray | None:

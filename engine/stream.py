@@ -109,7 +109,8 @@ class EngineStream:
         rec = model.recogniser
         # a file is decoded with the model's batch chunk unless asked otherwise: no one waits for its partials
         chunk = spec.chunk_seconds if spec.chunk_seconds is not None else (rec.batch_chunk_seconds if spec.file else None)
-        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search, chunk)  # what is applied, for `ready`
+        options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search, chunk,
+                                          spec.alternatives)  # what is applied, for `ready`
         self.rs: RecogniserStream = rec.new_stream(options)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
         self.diariser = diariser  # None: no diarisation (not asked, no geometry, or it failed)
@@ -264,6 +265,7 @@ class EngineStream:
         """The recogniser's segment → one `Final` per speaker turn in it (a final never spans
         two speakers); each takes the next segment id, so ids stay unique and increasing."""
         words = list(self.rs.reset_segment())
+        alternatives = tuple(self.rs.alternatives) if self.spec.alternatives else ()
         if words:
             words = self._label(words)  # diariser labels + rounding
             if self.display is not None:  # punctuated whole: the tagger reads across the turns
@@ -278,7 +280,8 @@ class EngineStream:
                 # only the last turn's final closes the audio up to the cut; an earlier turn's
                 # closes it up to its own last word (the next turn's words are still to come)
                 until = cut if i == len(runs) - 1 else run[-1].end
-                seg = Segment(self.segment_id, run[0].start, run[-1].end, tuple(run), speaker, until)
+                seg = Segment(self.segment_id, run[0].start, run[-1].end, tuple(run), speaker, until,
+                              alternatives if i == len(runs) - 1 else ())
                 self.emit(Final(seg))
                 self.finals += 1
                 self.words += len(run)

@@ -47,6 +47,25 @@ class Word:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """One of the n best hypotheses of a recogniser segment (`options.alternatives`)."""
+
+    text: str  # the recogniser's normalised tokens (upper case, no punctuation)
+    confidence: float  # its share of the n-best list's probability (softmax of the search scores)
+    score: float  # the search's log score (acoustic + the weighted LM, ILM, hotword, lexicon terms)
+    words: tuple[Word, ...] = ()  # with the times this hypothesis emitted them at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "confidence": self.confidence, "score": self.score,
+                "words": [w.to_dict() for w in self.words]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Alternative":
+        return cls(str(data["text"]), float(data["confidence"]), float(data["score"]),
+                   tuple(Word.from_dict(w) for w in data.get("words", [])))
+
+
+@dataclass(frozen=True)
 class Segment:
     """A stretch of speech closed by an endpoint: its words and their joined text."""
 
@@ -60,6 +79,9 @@ class Segment:
     # from here: the last word's `end` is where the recogniser emitted it, often before the
     # word has finished sounding, and a replay from there would start inside that word.
     closed_until: float | None = None
+    # The recogniser segment's n best hypotheses, best first, when the stream asked for them
+    # (on the last final of the segment, when a speaker change splits it into several).
+    alternatives: tuple[Alternative, ...] = ()
 
     @property
     def text(self) -> str:
@@ -78,6 +100,7 @@ class Segment:
             "speaker": self.speaker,
             "words": [w.to_dict() for w in self.words],
             **({"closed_until": self.closed_until} if self.closed_until is not None else {}),
+            **({"alternatives": [a.to_dict() for a in self.alternatives]} if self.alternatives else {}),
         }
 
     @classmethod
@@ -90,6 +113,7 @@ class Segment:
             words=tuple(Word.from_dict(w) for w in data.get("words", [])),
             speaker=data.get("speaker"),
             closed_until=float(until) if until is not None else None,
+            alternatives=tuple(Alternative.from_dict(a) for a in data.get("alternatives", [])),
         )
 
 

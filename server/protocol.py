@@ -16,7 +16,8 @@ from engine.spec import StreamSpec
 MAX_TEXT_BYTES = 64 * 1024
 START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
 OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format", "search",
-                 "chunk_seconds"}
+                 "chunk_seconds", "alternatives"}
+MAX_ALTERNATIVES = 10  # each is a beam hypothesis: the beam widens to hold them
 MAX_CHUNK_SECONDS = 10.0  # the recogniser rounds to a multiple of its chunk (at most 8 of them)
 TEXT_FORMATS = ("display", "raw")  # cased and punctuated words | the recogniser's normalised tokens
 # Hotword limits (docs/protocol.md): the trie and the per-frame bonus rows grow with them, so a
@@ -216,6 +217,7 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         format=parse_text_format(options.get("format", "display")),
         search=parse_search(options.get("search")),
         chunk_seconds=parse_chunk_seconds(options.get("chunk_seconds")),
+        alternatives=_int(options.get("alternatives", 0), "options.alternatives", 0, MAX_ALTERNATIVES),
     )
 
 

@@ -64,6 +64,7 @@ class VoskSession:
         self.tokens = itertools.count()
         self.partial = ""
         self.done_words: list[Word] = []  # words of segments closed since the last reply
+        self.done_alternatives: tuple = ()  # the last of those segments' n best (minutes.types.Alternative)
         self.seconds = 0.0
 
     def free(self) -> None:
@@ -140,7 +141,7 @@ class VoskSession:
             return await self.error(exc.code, str(exc))
         if self.stream is None:
             spec = StreamSpec(sample_rate=self.sample_rate, hotwords=self.hotwords, partials=True,
-                              format="raw")  # Vosk's clients expect the recogniser's lower-cased words
+                              format="raw", alternatives=self.max_alternatives)  # Vosk's clients expect the recogniser's lower-cased words
             try:
                 self.stream = self.engine.open_stream(spec, self.conn.sink)
             except EngineError as exc:
@@ -188,22 +189,38 @@ class VoskSession:
                 self.partial = ev.text
             elif isinstance(ev, Final):
                 self.done_words.extend(ev.segment.words)
+                self.done_alternatives = ev.segment.alternatives
                 self.partial = ""
             elif isinstance(ev, Failure):
                 raise StreamFailed(ev.message)
             if until(ev):
                 return
 
+    @staticmethod
+    def vosk_alternatives(words: list[Word], alternatives: tuple) -> list[dict[str, Any]]:
+        """Vosk's `alternatives` list: the n best of the last segment closed since the previous
+        reply, each after the best words of any earlier segment in the same reply (rare: two
+        endpoints inside one audio message). `confidence` is the hypothesis's share of the n-best
+        probability, in [0, 1] (Vosk's own is an unnormalised score)."""
+        def entry(ws, conf: float) -> dict[str, Any]:
+            return {"confidence": round(float(conf), 6), "text": " ".join(w.text.lower() for w in ws),
+                    "result": [{"end": round(w.end, 3), "start": round(w.start, 3), "word": w.text.lower()} for w in ws]}
+        if not alternatives:
+            return [entry(words, 1.0)]
+        last = len(alternatives[0].words)
+        # the best alternative is the last segment's own words (before any display form): the
+        # earlier segments are what precedes it in `words`
+        earlier = [w for w in words[: max(0, len(words) - last)]]
+        return [entry(earlier + list(a.words), a.confidence) for a in alternatives]
+
     def result(self) -> dict[str, Any]:
         words, self.done_words = self.done_words, []
+        alternatives, self.done_alternatives = self.done_alternatives, ()
         text = " ".join(w.text.lower() for w in words)
         items = [{"conf": round(float(w.conf), 6), "end": round(w.end, 3), "start": round(w.start, 3),
                   "word": w.text.lower()} for w in words]
         if self.max_alternatives > 0:
-            conf = sum(w.conf for w in words)
-            alt = {"confidence": round(float(conf), 6), "result": [{k: v for k, v in i.items() if k != "conf"} for i in items],
-                   "text": text}
-            return {"alternatives": [alt]}
+            return {"alternatives": self.vosk_alternatives(words, alternatives)}
         out: dict[str, Any] = {}
         if self.words and items:
             out["result"] = items

@@ -191,5 +191,5 @@ def test_the_recogniser_plans_a_streams_hotwords(store):
     options, plan = rec.plan(("MIKE",), 3.5)
     assert options.hotword_boost == plan.hotword_boost == 3.5 and rec.new_stream(options).beam.trie.boost == 3.5
     assert plan.to_dict() == {"decoder": "transducer", "search": "beam", "beam_size": 4, "lm_weight": 0.0,
-                              "ilm_weight": 0.0, "oov_penalty": 0.0, "chunk_seconds": rec.chunk_seconds,
+                              "ilm_weight": 0.0, "oov_penalty": 0.0, "chunk_seconds": rec.chunk_seconds, "alternatives": 0,
                               "hotwords": ["MIKE"], "hotword_boost": 3.5}

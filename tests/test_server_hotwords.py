@@ -128,7 +128,7 @@ def test_ready_echoes_hotwords_and_bad_hotwords_are_refused(server, rec):
                                      "lm_weight": rec.options.lm_weight if fused else 0.0,
                                      "ilm_weight": rec.options.ilm_weight,
                                      "oov_penalty": rec.options.oov_penalty if rec.beam.lexicon is not None else 0.0,
-                                     "chunk_seconds": rec.chunk_seconds,
+                                     "chunk_seconds": rec.chunk_seconds, "alternatives": 0,
                                      "hotwords": ["MIKE", "WHITE", "SEVEN MICS", "KALMAN FILTER"], "hotword_boost": 3.0}
         conn.send(json.dumps({"type": "stop"}))
         events, code = drain(conn)
