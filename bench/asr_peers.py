@@ -11,6 +11,7 @@ over a fresh read of the file, so other sets' and systems' rows (or another run'
 
     python -m bench.asr_peers --systems pocketsphinx minutes whisper-tiny.en
     python -m bench.asr_peers --systems minutes:default/5 minutes:default/6   # one row per store model
+    python -m bench.asr_peers --systems minutes:default/10@batch   # as REST decodes files (batch chunk)
     python -m bench.asr_peers --systems pocketsphinx whisper-tiny.en --sets "native (piper joe + slt hts, clean)"
 """
 
@@ -79,13 +80,17 @@ def whisper_system() -> Callable[[np.ndarray], str]:
 
 
 def minutes_system(model: str) -> Callable[[np.ndarray], str]:
+    """A store model as it streams (its trained chunk), or, for `NAME/VERSION@batch`, as the REST
+    API decodes a file (the manifest's `batch_chunk_seconds`, docs/protocol.md "Chunk width")."""
     from decoding.recogniser import Recogniser
     from training.eval_cli import resolve_model
 
+    model, _, mode = model.partition("@")
     rec = Recogniser.load(resolve_model(model))
+    options = rec.plan(chunk_seconds=rec.batch_chunk_seconds)[0] if mode == "batch" else None
 
     def run(wave: np.ndarray) -> str:
-        return " ".join(w.text for w in rec.transcribe(wave, chunk_samples=1600))
+        return " ".join(w.text for w in rec.transcribe(wave, options, chunk_samples=1600))
 
     return run
 

@@ -68,13 +68,15 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             store_root: Path = REPO / "store", description: str = "", half: bool = False,
             decoding: dict[str, Any] | None = None, lm: Path | None = None,
             compression: dict[str, Any] | None = None, base: str | None = None,
-            lexicon: Path | None = None) -> Path:
+            lexicon: Path | None = None, batch_chunk_seconds: float | None = None) -> Path:
     """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
     `lm`: an external LM (training/lm.py's LSTM checkpoint) over this model's pieces, sealed
     beside model.pt as `lm.pt` so the version's fusion defaults (`decoding`) always find the
     LM they were tuned with; its sources and dev perplexity go into the manifest.
     `lexicon`: a word list (training/lexicon.py) sealed as `lexicon.txt.gz`, for the beam's
     `oov_penalty`; re-written by `Lexicon.write`, so its bytes (and sha256) depend only on the words.
+    `batch_chunk_seconds`: the chunk a file sent to the REST API is decoded with (a multiple of
+    the trained chunk; docs/protocol.md "Chunk width"), measured by bench/asr_chunks.py.
     `compression`: the manifest's record of what the loader does to the weights, e.g.
     `{"int8_dynamic": ["encoder"]}` (compression/quantise.py).
     `decoding`: the model's own decoding defaults (`DecodingOptions` fields, e.g. the blank
@@ -145,7 +147,8 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  **(provenance(blob.get("train_config", {})) or {}),
                  **({"decoding": decoding} if decoding else {}),
                  **({"lm": lm_extra} if lm_extra else {}),
-                 **({"lexicon": lexicon_extra} if lexicon_extra else {})}
+                 **({"lexicon": lexicon_extra} if lexicon_extra else {}),
+                 **({"batch_chunk_seconds": batch_chunk_seconds} if batch_chunk_seconds else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
             metrics=metrics, description=description, extra=extra, compression=compression or {}, base=base,
@@ -186,6 +189,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lm", type=Path, default=None, help="external LM (training/lm.py) sealed beside the model as lm.pt")
     p.add_argument("--lexicon", type=Path, default=None,
                    help="word list (training/lexicon.py) sealed beside the model as lexicon.txt.gz")
+    p.add_argument("--batch-chunk-seconds", type=float, default=None,
+                   help="chunk for files sent to the REST API (a multiple of the trained one; bench/asr_chunks.py)")
     p.add_argument("--base", default=None, help="the store model this one derives from (name/version)")
     p.add_argument("--compression", type=json.loads, default=None,
                    help='what the loader does to the weights, e.g. \'{"int8_dynamic": ["encoder"]}\'')
@@ -196,6 +201,6 @@ def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
                   args.half, args.decoding, args.lm, args.compression, args.base,
-                  args.lexicon)
+                  args.lexicon, args.batch_chunk_seconds)
     print(out)
     return 0
