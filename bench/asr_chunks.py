@@ -35,15 +35,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
 
-    import torch
     from tqdm import tqdm
 
-    from training.eval_cli import attach_lexicon, load_recogniser
+    from bench.asr_lexicon import load_with_lexicon
 
-    torch.set_num_threads(args.threads)
-    rec = load_recogniser(args.model)
-    if args.lexicon:
-        attach_lexicon(rec, args.lexicon)
+    rec = load_with_lexicon(args.model, args.lexicon, args.threads)
     fb = rec.fbank_cfg
     overhang = (fb.window - fb.shift) / fb.sample_rate
     decodings = {"model default": {}, f"{json.dumps(args.decoding)}": args.decoding}

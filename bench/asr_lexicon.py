@@ -26,6 +26,19 @@ from bench.asr_lm import DEFAULT_SETS, RESULTS, Row, run_config, score_rows
 GRID = [(f"beam {k} oov {p:g}", {"beam_size": k, "oov_penalty": p}) for k in (4, 8) for p in (0.0, 1.5, 3.0, 5.0)]
 
 
+def load_with_lexicon(model: str, lexicon: str | None, threads: int = 1):
+    """The model's recogniser on `threads` threads, with the word list at `lexicon` when given."""
+    import torch
+
+    from training.eval_cli import attach_lexicon, load_recogniser
+
+    torch.set_num_threads(threads)
+    rec = load_recogniser(model)
+    if lexicon:
+        attach_lexicon(rec, lexicon)
+    return rec
+
+
 def oov_rate(rows: list[dict], lexicon) -> float:
     words = [w for r in rows for w in r["hyp"].split()]
     return 100.0 * sum(w not in lexicon for w in words) / max(1, len(words))
@@ -66,15 +79,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
 
-    import torch
     from tqdm import tqdm
 
-    from training.eval_cli import attach_lexicon, load_recogniser
-
-    torch.set_num_threads(args.threads)
-    rec = load_recogniser(args.model)
-    if args.lexicon:
-        attach_lexicon(rec, args.lexicon)
+    rec = load_with_lexicon(args.model, args.lexicon, args.threads)
     if rec.beam.lexicon is None:
         raise SystemExit(f"{args.model} has no lexicon.txt.gz: give --lexicon")
     lexicon = rec.beam.lexicon

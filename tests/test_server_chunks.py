@@ -12,14 +12,14 @@ batch chunk for files) reaches the encoder.
 from __future__ import annotations
 
 import contextlib
-import json
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.test_server_hotwords import _start, rec, server  # noqa: F401  (a real server, the loaded default)
-from tests.test_server_stream import SO, clip, drain, model_store, send_audio, ws  # noqa: F401
+from tests.test_server_search import final_tokens
+from tests.test_server_stream import SO, clip, model_store, ws  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not SO.is_dir(), reason="speechocean762 is not at ../shared/data")
 CLIP = "SPEAKER0005/000050003"
@@ -61,13 +61,7 @@ def test_stream_and_rest_chunks(server, rec):
                    "wide": _start(conns["wide"], partials=False, chunk_seconds=wide)}
         assert readies["trained"]["chunk_seconds"] == pytest.approx(rec.chunk_seconds)
         assert readies["wide"]["chunk_seconds"] == pytest.approx(wide) == readies["wide"]["decoding"]["chunk_seconds"]
-        for conn in conns.values():
-            send_audio(conn, x, len(x), "<f4")
-            conn.send(json.dumps({"type": "stop"}))
-        got = {}
-        for k, conn in conns.items():
-            events, _ = drain(conn)
-            got[k] = [w["token"] for e in events if e["type"] == "final" for w in e["words"]]
+        got = final_tokens(conns, x)
     assert got == want and want["wide"], (got, want)
 
     base = f"http://{server}/v1/transcriptions"

@@ -46,14 +46,21 @@ def test_bad_search_refused_then_each_search_decodes_as_offline(server, rec):
         assert (b["search"], b["beam_size"], b["ilm_weight"]) == ("beam", 2, 0.1)
         assert b["lm_weight"] == (0.3 if has_lm else 0.0)
         assert any("no external LM" in w for w in readies["beam"]["warnings"]) == (not has_lm)
-        for conn in conns.values():
-            send_audio(conn, x, len(x), "<f4")
-            conn.send(json.dumps({"type": "stop"}))
-        got = {}
-        for k, conn in conns.items():
-            events, _ = drain(conn)
-            got[k] = [w["token"] for e in events if e["type"] == "final" for w in e["words"]]
+        got = final_tokens(conns, x)
     assert got == want and want["greedy"], (got, want)
+
+
+def final_tokens(conns: dict, x: np.ndarray) -> dict[str, list[str]]:
+    """Send the clip on every started connection at once (the server batches them), stop, and
+    read each one's final words as the recogniser's tokens."""
+    for conn in conns.values():
+        send_audio(conn, x, len(x), "<f4")
+        conn.send(json.dumps({"type": "stop"}))
+    got = {}
+    for k, conn in conns.items():
+        events, _ = drain(conn)
+        got[k] = [w["token"] for e in events if e["type"] == "final" for w in e["words"]]
+    return got
 
 
 def test_rest_takes_the_search_field(server, rec):

@@ -103,7 +103,8 @@ def decode_manifest(rec: "Recogniser", manifest: str, limit: int = 0, options: "
         rows.append({"id": r.id, "ref": r.text, "hyp": " ".join(w.text for w in words),
                      "seconds": len(wave) / rec.sample_rate, "decode_seconds": round(dt, 4),
                      "cpu_seconds": round(dc, 4), "words": [w.to_dict() for w in words]})
-    return score_rows(rows, str(manifest), model_name, rec.chunk_seconds), rows
+    chunk = rec.chunk_seconds_for(options.chunk_seconds) if options is not None else rec.chunk_seconds
+    return score_rows(rows, str(manifest), model_name, chunk), rows
 
 
 def score_rows(rows: list[dict], manifest: str = "", model_name: str = "", chunk_seconds: float = 0.0) -> EvalResult:
