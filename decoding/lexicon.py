@@ -67,6 +67,11 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self._sorted) + len(self._extra)
 
+    def extends(self, prefix: str) -> bool:
+        """Whether one of the added (`extra`) words starts with `prefix`."""
+        i = bisect.bisect_left(self._extra, prefix)
+        return i < len(self._extra) and self._extra[i].startswith(prefix)
+
     def __contains__(self, word: str) -> bool:
         return word in self._set or word in self._extra_set
 
@@ -81,14 +86,34 @@ class Lexicon:
         return False
 
 
+class RowCache(dict):
+    """Rows by partial word, shared by every stream of a process that uses the same lexicon and
+    penalty; emptied when it reaches `limit` entries (~1 kB each), so a long-running server's
+    cache stays bounded whatever its streams say."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, word: str, row: torch.Tensor) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        self[word] = row
+
+
 class LexiconScorer:
     """(V,) penalty rows for the beam search, from a hypothesis's partial word.
 
     `pieces[k]` is the text of output id k ("" for the blank; SentencePiece's ▁ marks a word
-    start). Pieces that are not letters (`<unk>`) always pay the penalty."""
+    start). Pieces that are not letters (`<unk>`) always pay the penalty.
+
+    `base`: the shared scorer of the lexicon this one extends with a session's own words
+    (`Lexicon.with_words`). A partial word that no added word starts with has the base's row,
+    but for the word-start pieces an added word may make valid; so this scorer caches only the
+    rows of prefixes of its added words, and its memory does not grow with the stream."""
 
     def __init__(self, lexicon: Lexicon, pieces: Sequence[str], blank: int, penalty: float,
-                 max_cached: int = 200_000) -> None:
+                 max_cached: int = 20_000, base: "LexiconScorer | None" = None) -> None:
         self.lexicon = lexicon
         self.pieces = list(pieces)
         self.blank = blank
@@ -98,8 +123,9 @@ class LexiconScorer:
         self._cont_ids = [k for k, p in enumerate(self.pieces) if k != blank and p and not self._starts[k]]
         self._start: list[float] | None = None
         self._firsts = sorted({self.pieces[k][0] for k in self._cont_ids})  # letters a continuation can begin with
-        self._rows: dict[str, torch.Tensor] = {}
-        self._max_cached = max_cached
+        self._rows = RowCache(max_cached)
+        self.base = base
+        self._start_delta: torch.Tensor | None = None  # own start row − the base's (with `base`)
 
     def partial(self, tokens: Sequence[int]) -> str:
         """The spelling of the hypothesis's last (unfinished) word."""
@@ -127,6 +153,10 @@ class LexiconScorer:
         row = self._rows.get(word)
         if row is not None:
             return row
+        if self.base is not None and not self.lexicon.extends(word):
+            if self._start_delta is None:
+                self._start_delta = torch.tensor(self._start_row()) - torch.tensor(self.base._start_row())
+            return self.base.row(word) + self._start_delta
         vals = list(self._start_row())  # word-starting pieces: what the new word's start costs
         close = self.closing_penalty(word)
         if close:
@@ -139,9 +169,7 @@ class LexiconScorer:
                 if p[0] not in nexts or self._bad(word + p):
                     vals[k] = -self.penalty
         row = torch.tensor(vals)
-        if len(self._rows) >= self._max_cached:
-            self._rows.clear()
-        self._rows[word] = row
+        self._rows.put(word, row)
         return row
 
     def _start_row(self) -> list[float]:

@@ -56,12 +56,12 @@ class BeamDecoding:
         across streams), its own when the session brings vocabulary or hotwords."""
         if not options.oov_penalty or self.lexicon is None:
             return None
-        extra = options.vocabulary + options.hotwords
-        if extra:
-            return LexiconScorer(self.lexicon.with_words(extra), self._pieces, 0, options.oov_penalty)
         scorer = self._scorers.get(options.oov_penalty)
         if scorer is None:
             scorer = self._scorers[options.oov_penalty] = LexiconScorer(self.lexicon, self._pieces, 0, options.oov_penalty)
+        extra = options.vocabulary + options.hotwords
+        if extra:
+            return LexiconScorer(self.lexicon.with_words(extra), self._pieces, 0, options.oov_penalty, base=scorer)
         return scorer
 
     @staticmethod

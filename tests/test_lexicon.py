@@ -140,3 +140,17 @@ def test_packaged_lexicon_is_loaded_applied_and_echoed(model_store, tmp_path):  
     assert all(w in set(words) for w in said), said
     if model_store[1]:  # the trained model hears the words of its lexicon, not silence
         assert len(said) >= len(words) // 2, said
+
+
+def test_a_session_scorer_over_the_shared_one_gives_the_same_rows():
+    """Hotwords and vocabulary extend the lexicon per stream; that scorer reads the shared
+    scorer's cached rows for every partial word no added word starts with, and must give exactly
+    the rows a scorer built from scratch over the extended lexicon gives."""
+    base_lex = Lexicon(WORDS)
+    shared = LexiconScorer(base_lex, PIECES, blank=0, penalty=2.0)
+    extended = base_lex.with_words(["CDF", "AJ"])
+    session = LexiconScorer(extended, PIECES, blank=0, penalty=2.0, base=shared)
+    scratch = LexiconScorer(extended, PIECES, blank=0, penalty=2.0)
+    for word in ["", "A", "AJ", "B", "BC", "C", "CD", "CDF", "CDFG", "H", "HIJ", "X", "E"]:
+        assert torch.equal(session.row(word), scratch.row(word)), word
+    assert set(session._rows) <= {"", "A", "AJ", "C", "CD", "CDF"}  # only the added words' prefixes
