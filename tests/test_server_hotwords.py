@@ -175,7 +175,8 @@ def test_rest_and_jobs_take_hotwords(server, rec, model_store):  # noqa: F811
     data = (SO / "audio" / f"{name}.flac").read_bytes()
     _, targets = missed(rec, name)
     hot = targets or ["MIKE"]
-    want = [w.text for w in rec.transcribe(clip(name), opts(rec, hot, 3.0))]
+    # a file is decoded with the model's batch chunk (docs/protocol.md "Chunk width")
+    want = [w.text for w in rec.transcribe(clip(name), opts(rec, hot, 3.0, chunk_seconds=rec.batch_chunk_seconds))]
     for r in [httpx.post(f"{base}/v1/transcriptions", files={"file": ("a.flac", data)}, timeout=120,
                          data={"hotwords": ",".join(w.lower() for w in hot), "hotword_boost": "3"})]:
         assert r.status_code == 200, r.text
