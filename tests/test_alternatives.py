@@ -29,6 +29,16 @@ def _check(alts, final_tokens, n):
         assert all(0 <= w["start"] <= w["end"] for w in a["words"])
 
 
+def _one_segment(rec, options, x):
+    """The whole clip decoded as one segment (no endpoints): the stream and its words."""
+    s = rec.new_stream(options)
+    s.accept_waveform(x)
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode_streams([s])
+    return s, s.reset_segment()
+
+
 def test_plan_widens_the_beam_and_segments_carry_distinct_texts(rec):
     if rec.default_decoder == "ctc":
         pytest.skip("the CTC head has one hypothesis")
@@ -36,23 +46,13 @@ def test_plan_widens_the_beam_and_segments_carry_distinct_texts(rec):
     assert (options.search, options.nbest, plan.alternatives) == ("beam", 6, 6)
     assert options.beam_size >= 6 and any("alternatives need the beam" in w for w in plan.warnings)
     x = clip(CLIP).astype(np.float32)
-    s = rec.new_stream(options)
-    s.accept_waveform(x)
-    s.input_finished()
-    while rec.is_ready(s):
-        rec.decode_streams([s])
-    words = s.reset_segment()
+    s, words = _one_segment(rec, options, x)
     alts = [a.to_dict() for a in s.alternatives]
     _check(alts, [w.text for w in words], 6)
     assert len(alts) >= 2, "a 6-wide beam over a whole utterance holds more than one text"
     options, plan = rec.plan(alternatives=1, search=SearchRequest(search="greedy"))
     assert options.search == "greedy" and plan.alternatives == 1  # one alternative needs no beam
-    g = rec.new_stream(options)
-    g.accept_waveform(x)
-    g.input_finished()
-    while rec.is_ready(g):
-        rec.decode_streams([g])
-    words = g.reset_segment()
+    g, words = _one_segment(rec, options, x)
     assert [a.text for a in g.alternatives] == [" ".join(w.text for w in words)] and g.alternatives[0].confidence == 1.0
 
 
