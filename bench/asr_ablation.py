@@ -94,6 +94,9 @@ def render(rows: dict[str, dict], steps: int) -> str:
     lines = [f"# Ablation at {steps} updates (greedy, first 100 utterances of each dev set)", "",
              "`python -m bench.asr_ablation --steps %d` — each variant changes one thing of "
              "`training/recipes/asr_whisper_cpu.toml`; same seed, data order and number of updates." % steps, "",
+             "The reference row is read from the recipe's own run when `--reference-exp` names it "
+             "(its s / update was measured alone; the others ran two or three at a time on the 2 cores). "
+             "The rows stop long before convergence: they rank the choices, not the shipped models.", "",
              head, "|" + "---|" * (head.count("|") - 1)]
     what = {v.name: v.what for v in VARIANTS}
     for name, r in rows.items():
