@@ -154,10 +154,9 @@ class Recogniser:
         # which head decodes by default: the store manifest may say "ctc" when, for a young model,
         # the auxiliary CTC head is the more accurate of the two
         self.default_decoder = extra.get("decoder") or "transducer"
-        v = tokenizer.vocab_size
-        self._pieces = [""] + [tokenizer.piece(i) for i in range(1, v)]
         self.options = DecodingOptions.from_dict(extra.get("decoding"))  # the model's defaults
         self.beam = beam or BeamDecoding(model, tokenizer)
+        self._pieces = self.beam.pieces
         if model.cfg.ctc_units == "chars":
             chars = CharTokenizer()
             self._ctc_pieces = [""] + [chars.piece(i) for i in range(1, chars.vocab_size)]
@@ -239,14 +238,14 @@ class Recogniser:
                                 f"model's {self.chunk_seconds:g} s chunk, at most {self.MAX_CHUNK_MULTIPLE} of them")
             options = replace(options, chunk_seconds=applied)
         if alternatives:
-            options = replace(options, alternatives=alternatives, nbest=alternatives)
+            options = replace(options, alternatives=alternatives, nbest=alternatives,
+                              beam_size=max(options.beam_size, alternatives))
             if alternatives > 1 and decoder == "ctc":
                 warnings.append("this model decodes with its CTC head: one alternative only")
             elif alternatives > 1:
                 if options.search != "beam" and search is not None and search.search == "greedy":
                     warnings.append(f"{alternatives} alternatives need the beam search: it was used")
-                options = replace(options, search="beam", beam_size=max(options.beam_size, alternatives),
-                                  nbest=alternatives)
+                options = replace(options, search="beam")
         beam = decoder != "ctc" and BeamDecoding.wants(options)
         return options, Decoding(decoder, words, options.hotword_boost if words else None, tuple(warnings),
                                  "beam" if beam else "greedy", options.beam_size if beam else None,

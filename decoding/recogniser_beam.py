@@ -39,8 +39,13 @@ class BeamDecoding:
         self.tok = tok
         lm = load_external_lm(str(lm_path), model.cfg.vocab_size, tokenizer=tok.proto) if lm_path else None
         self.search = BeamSearch(TransducerSearchView(model), lm)
+        self.pieces = [""] + [tok.piece(i) for i in range(1, tok.vocab_size)]  # text of each output id
+        self.set_lexicon(lexicon)
+
+    def set_lexicon(self, lexicon: Lexicon | None) -> None:
+        """The word list streams with `oov_penalty` > 0 are checked against (None: none); the
+        shared scorers of a previous list are dropped with it."""
         self.lexicon = lexicon
-        self._pieces = [""] + [tok.piece(i) for i in range(1, tok.vocab_size)]
         self._scorers: dict[float, LexiconScorer] = {}  # one per penalty: their row caches are shared
 
     @classmethod
@@ -58,10 +63,10 @@ class BeamDecoding:
             return None
         scorer = self._scorers.get(options.oov_penalty)
         if scorer is None:
-            scorer = self._scorers[options.oov_penalty] = LexiconScorer(self.lexicon, self._pieces, 0, options.oov_penalty)
+            scorer = self._scorers[options.oov_penalty] = LexiconScorer(self.lexicon, self.pieces, 0, options.oov_penalty)
         extra = options.vocabulary + options.hotwords
         if extra:
-            return LexiconScorer(self.lexicon.with_words(extra), self._pieces, 0, options.oov_penalty, base=scorer)
+            return LexiconScorer(self.lexicon.with_words(extra), self.pieces, 0, options.oov_penalty, base=scorer)
         return scorer
 
     @staticmethod

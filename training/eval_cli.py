@@ -79,8 +79,7 @@ def attach_lexicon(rec: "Recogniser", lexicon: str | Path) -> None:
     `oov_penalty` > 0), as if it lay beside its model.pt as lexicon.txt.gz."""
     from decoding.lexicon import Lexicon
 
-    rec.beam.lexicon = Lexicon.read(lexicon)
-    rec.beam._scorers.clear()
+    rec.beam.set_lexicon(Lexicon.read(lexicon))
 
 
 def decode_manifest(rec: "Recogniser", manifest: str, limit: int = 0, options: "DecodingOptions | None" = None,
