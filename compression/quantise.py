@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["INT8_DYNAMIC", "quantise_int8", "apply_compression", "is_quantised"]
+__all__ = ["INT8_DYNAMIC", "PLAN", "RUNTIME", "quantise_int8", "apply_compression", "is_quantised"]
 
 INT8_DYNAMIC = "int8_dynamic"  # the manifest's `compression` key: a list of top-level module names
 
@@ -48,10 +48,29 @@ def is_quantised(module: nn.Module) -> bool:
     return any(isinstance(m, QLinear) for m in module.modules())
 
 
+PLAN = "plan"  # the manifest's `compression` key: the pruning plan (compression/plan.py) the weights were made by
+RUNTIME = "runtime"  # the manifest's `compression` key: "torch", "onnxruntime" or "onnxruntime-int8"
+
+
 def apply_compression(model: nn.Module, compression: dict[str, Any] | None) -> nn.Module:
-    """What a store manifest's `compression` asks to be done at load time (unknown keys are
-    recipes recorded for people, e.g. a pruning schedule, and need nothing here)."""
-    modules = (compression or {}).get(INT8_DYNAMIC)
+    """What a store manifest's `compression` asks to be done at load time: int8 torch layers,
+    or the streaming encoder run by onnxruntime (compression/onnx_encoder.py). Other keys are
+    recipes recorded for people and need nothing here. A pruned model's shrunk layers are
+    already in its checkpoint; its block-pruned layers are packed from its `plan`."""
+    compression = compression or {}
+    modules = compression.get(INT8_DYNAMIC)
     if modules:
         quantise_int8(model, modules)
+    runtime = compression.get(RUNTIME, "torch")
+    if compression.get(PLAN):  # block-pruned layers packed so their zeros are never read
+        from compression.compile import pack_model
+        from compression.plan import PrunePlan
+
+        pack_model(model, PrunePlan.from_dict(compression[PLAN]), runtime)
+    if runtime != "torch":
+        from compression.onnx_encoder import RUNTIMES, use_onnx_encoder
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r} in the manifest (known: {', '.join(RUNTIMES)})")
+        use_onnx_encoder(model, int8=runtime.endswith("int8"))
     return model

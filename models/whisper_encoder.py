@@ -24,7 +24,7 @@ Why this shape:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,6 +51,32 @@ class WhisperEncoderConfig:
     chunk_frames: int = 8  # output frames per chunk (8 x 40 ms = 320 ms)
     left_chunks: int = 6
     dropout: float = 0.1
+    # structured pruning (compression/shrink.py) leaves layers of different sizes: per block, the
+    # MLP's hidden width and the number of attention heads (empty = d_model * ff_mult and
+    # n_heads everywhere). Heads keep their width, d_model // n_heads.
+    ff_dims: list[int] = field(default_factory=list)
+    layer_heads: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("ff_dims", "layer_heads"):
+            got = getattr(self, name)
+            if got and len(got) != self.n_layers:
+                raise ValueError(f"{name} has {len(got)} entries for {self.n_layers} layers")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def ff_dim(self, layer: int) -> int:
+        return self.ff_dims[layer] if self.ff_dims else self.d_model * self.ff_mult
+
+    def heads(self, layer: int) -> int:
+        return self.layer_heads[layer] if self.layer_heads else self.n_heads
+
+    @property
+    def total_heads(self) -> int:
+        """Heads over all blocks: the streaming key/value cache holds them side by side."""
+        return sum(self.heads(i) for i in range(self.n_layers))
 
     @property
     def subsampling(self) -> int:
@@ -69,42 +95,46 @@ class WhisperEncoderConfig:
 
 @dataclass
 class WhisperEncoderState:
-    """Per-stream caches, batched on dim B (dim 1 for the per-layer tensors)."""
+    """Per-stream caches, batched on dim 0. Every block's heads sit side by side on dim 1 of
+    key/value (block i owns the next `cfg.heads(i)`), so blocks may have different head counts."""
 
     feat: Tensor  # (B, 3, n_mels) last feature frames
-    key: Tensor  # (L, B, H, left_frames, D/H)
-    value: Tensor  # (L, B, H, left_frames, D/H)
+    key: Tensor  # (B, total heads, left_frames, head_dim)
+    value: Tensor  # (B, total heads, left_frames, head_dim)
     valid: Tensor  # (B, left_frames) bool
     pos: Tensor  # (B,) int64: 20 ms states produced so far (the next state's position)
 
     @staticmethod
     def stack(states: list["WhisperEncoderState"]) -> "WhisperEncoderState":
         return WhisperEncoderState(
-            feat=torch.cat([s.feat for s in states], 0), key=torch.cat([s.key for s in states], 1),
-            value=torch.cat([s.value for s in states], 1), valid=torch.cat([s.valid for s in states], 0),
+            feat=torch.cat([s.feat for s in states], 0), key=torch.cat([s.key for s in states], 0),
+            value=torch.cat([s.value for s in states], 0), valid=torch.cat([s.valid for s in states], 0),
             pos=torch.cat([s.pos for s in states], 0),
         )
 
     def unstack(self) -> list["WhisperEncoderState"]:
         return [
-            WhisperEncoderState(self.feat[b : b + 1], self.key[:, b : b + 1], self.value[:, b : b + 1],
+            WhisperEncoderState(self.feat[b : b + 1], self.key[b : b + 1], self.value[b : b + 1],
                                 self.valid[b : b + 1], self.pos[b : b + 1])
             for b in range(self.feat.shape[0])
         ]
 
 
 class WhisperAttention(nn.Module):
-    """Whisper's self-attention (fused q/k/v; the key's share of the bias is kept at zero)."""
+    """Whisper's self-attention (fused q/k/v; the key's share of the bias is kept at zero).
+    `heads` x `head_dim` may be narrower than `d` once heads are pruned."""
 
-    def __init__(self, d: int, heads: int, dropout: float) -> None:
+    def __init__(self, d: int, heads: int, dropout: float, head_dim: int | None = None) -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
+        inner = heads * (head_dim or d // heads)
+        self.qkv = nn.Linear(d, 3 * inner)
+        self.out = nn.Linear(inner, d)
         self.dropout = dropout
         with torch.no_grad():
-            self.qkv.bias[d : 2 * d].zero_()
-        self.qkv.bias.register_hook(lambda g: torch.cat([g[:d], torch.zeros_like(g[d : 2 * d]), g[2 * d :]]))
+            self.qkv.bias[inner : 2 * inner].zero_()
+        self.qkv.bias.register_hook(
+            lambda g: torch.cat([g[:inner], torch.zeros_like(g[inner : 2 * inner]), g[2 * inner :]]))
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, n, _ = x.shape
@@ -119,13 +149,13 @@ class WhisperAttention(nn.Module):
 
 
 class WhisperBlock(nn.Module):
-    def __init__(self, cfg: WhisperEncoderConfig) -> None:
+    def __init__(self, cfg: WhisperEncoderConfig, layer: int = 0) -> None:
         super().__init__()
-        d = cfg.d_model
+        d, ff = cfg.d_model, cfg.ff_dim(layer)
         self.attn_norm = nn.LayerNorm(d)
-        self.attn = WhisperAttention(d, cfg.n_heads, cfg.dropout)
+        self.attn = WhisperAttention(d, cfg.heads(layer), cfg.dropout, cfg.head_dim)
         self.mlp_norm = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, d * cfg.ff_mult), nn.GELU(), nn.Linear(d * cfg.ff_mult, d))
+        self.mlp = nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Linear(ff, d))
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -157,7 +187,7 @@ class StreamingWhisperEncoder(nn.Module):
         self.conv1 = nn.Conv1d(cfg.n_mels, d, 3)
         self.conv2 = nn.Conv1d(d, d, 3, stride=2)
         self.register_buffer("positions", sinusoids(cfg.n_positions, d))
-        self.blocks = nn.ModuleList(WhisperBlock(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(WhisperBlock(cfg, i) for i in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
         self.stack_proj = nn.Linear(cfg.stack * d, d)
 
@@ -239,7 +269,7 @@ class StreamingWhisperEncoder(nn.Module):
     # -- streaming --------------------------------------------------------------------------
     def initial_state(self, batch: int = 1, device: torch.device | str = "cpu") -> WhisperEncoderState:
         c = self.cfg
-        kv = (c.n_layers, batch, c.n_heads, c.left_frames, c.d_model // c.n_heads)
+        kv = (batch, c.total_heads, c.left_frames, c.head_dim)
         return WhisperEncoderState(
             feat=torch.full((batch, FEAT_CACHE, c.n_mels), SILENCE, device=device),
             key=torch.zeros(kv, device=device), value=torch.zeros(kv, device=device),
@@ -253,13 +283,15 @@ class StreamingWhisperEncoder(nn.Module):
         x = torch.cat([state.feat, feats], 1)
         y = self._front(x, state.pos)
         s = y.shape[1]
-        keys, values = [], []
+        keys, values, first = [], [], 0
         for i, block in enumerate(self.blocks):
-            y, k, v = block.infer(y, state.key[i], state.value[i], state.valid)
+            h = self.cfg.heads(i)
+            y, k, v = block.infer(y, state.key[:, first : first + h], state.value[:, first : first + h], state.valid)
             keys.append(k), values.append(v)
+            first += h
         ones = torch.ones(y.shape[0], s, dtype=torch.bool, device=y.device)
         new = WhisperEncoderState(
-            feat=x[:, -FEAT_CACHE:], key=torch.stack(keys), value=torch.stack(values),
+            feat=x[:, -FEAT_CACHE:], key=torch.cat(keys, 1), value=torch.cat(values, 1),
             valid=torch.cat([state.valid, ones], 1)[:, -self.cfg.left_frames :], pos=state.pos + s,
         )
         return self._stack(self.norm(y)), new

@@ -110,6 +110,13 @@ class TrainConfig:
     eval_minutes: float = 10.0
     eval_steps: list[int] = field(default_factory=list)  # also evaluate at these updates (ablations compare at equal steps)
     log_every: int = 25
+    # sparse fine-tuning of a pruned checkpoint (`minutes prune` stores its masks and plan in it;
+    # training/sparse.py): "static" holds the masks, "mest" mutates them (prune-and-grow)
+    sparse_method: str = "static"
+    mest_interval: int = 100
+    mest_rate: float = 0.1
+    mest_end: int = 1000  # updates of this run after which the masks stay fixed
+    mest_soft_bound: bool = True
 
     @property
     def features(self) -> FbankConfig:
@@ -275,6 +282,7 @@ class Trainer:
             if self.model.distill is None:  # a model trained without it: a fresh head, a fresh optimiser
                 self.model.set_distill_head(self.teacher.dim, cfg.distill_layer)
                 self.opt = self._optimiser()
+        self.sparse = self._sparse(resumed if resumed is not None else blob if cfg.init_from else None)
         self.ema = self._ema(resumed)
         self.dev = [
             DevSet(Path(m).parent.name + "/" + Path(m).stem, read_items([m], 60.0)[: cfg.dev_utts])
@@ -308,6 +316,26 @@ class Trainer:
         """Manifests (re-read: a corpus may still be growing) plus the feature packs."""
         packed = [it for it in self.pack_items if it.duration <= self.cfg.max_duration]
         return read_items(self.cfg.train_manifests, self.cfg.max_duration) + packed
+
+    def _sparse(self, blob: dict[str, Any] | None):
+        """The mask keeper of a pruned checkpoint (None for a dense one): masks and plan from
+        `minutes prune`'s output, or the keeper's own state when resuming."""
+        if blob is None or "prune_plan" not in blob:
+            return None
+        from compression.plan import PrunePlan
+        from training.sparse import MaskKeeper, SparseConfig
+
+        plan = PrunePlan.from_dict(blob["prune_plan"])
+        cfg = self.cfg
+        sc = SparseConfig(cfg.sparse_method, cfg.mest_interval, cfg.mest_rate, cfg.mest_end, cfg.mest_soft_bound)
+        state = blob.get("sparse")
+        masks = state["masks"] if state else blob["masks"]
+        keeper = MaskKeeper(self.model, {k: v.float() for k, v in masks.items()}, plan.layers, sc, cfg.seed)
+        if state:
+            keeper.load_state_dict(state)
+        keeper.plan = plan
+        log.info("sparse fine-tuning (%s): %d masked weights, sparsity %.3f", sc.method, len(masks), keeper.sparsity())
+        return keeper
 
     def _ema(self, blob: dict[str, Any] | None) -> torch.optim.swa_utils.AveragedModel | None:
         """torch's AveragedModel with an EMA rule; restored from last.pt, else started at the
@@ -372,7 +400,12 @@ class Trainer:
         extra = {"tokenizer": self.tok.proto, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
                  "best": self.best, "optimizer": self.opt.state_dict(), "py_rng": self.rng.getstate(),
                  "train_config": asdict(self.cfg)}
+        if self.sparse is not None:  # the pruned model stays re-trainable and packable
+            extra |= {"prune_plan": self.sparse.plan.to_dict(), "sparse": self.sparse.state_dict(),
+                      "masks": self.sparse.state_dict()["masks"]}
         if name == "best.pt":
+            if self.sparse is not None:  # the average of masked weights: zero where the masks now are
+                self.sparse.enforce_on(self.eval_model)
             save_checkpoint(self.exp / name, self.eval_model, extra)
             return
         if self.ema is not None:
@@ -446,12 +479,15 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm))
+        mest: dict[str, float] = {}
         if math.isfinite(gnorm):
             self.opt.step()
+            if self.sparse is not None:
+                mest = self.sparse.after_update()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
         self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach()), "gnorm": gnorm}
+        return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach()), "gnorm": gnorm} | mest
 
     def _on_signal(self, *_: object) -> None:
         self._stop = True

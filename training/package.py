@@ -100,6 +100,8 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             raise SystemExit(f"--decoding: not DecodingOptions fields: {sorted(unknown)}")
         DecodingOptions.from_dict(decoding)  # raises on a bad value (an unknown search, a negative weight)
     model, blob = load_checkpoint(checkpoint)
+    if "prune_plan" in blob:  # a pruned checkpoint (`minutes prune apply`, then fine-tuned): the loader packs by its plan
+        compression = {"plan": blob["prune_plan"], **(compression or {})}
     model.set_distill_head(0)  # a training-only head: the shipped model is the transducer alone
     exp = Path(checkpoint).parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,11 +152,30 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  **({"lexicon": lexicon_extra} if lexicon_extra else {}),
                  **({"batch_chunk_seconds": batch_chunk_seconds} if batch_chunk_seconds else {})}
         m = store.publish(
-            t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(), sparsity=0.0,
+            t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(),
+            sparsity=encoder_sparsity(model, base, store_root),
             metrics=metrics, description=description, extra=extra, compression=compression or {}, base=base,
         )
     del torch
     return store_root / name / m.version
+
+
+def encoder_sparsity(model, base: str | None, store_root: Path) -> float:
+    """The manifest's `sparsity`: the share of the base model's encoder weight-matrix entries
+    this one no longer has (shrunk away) or holds at zero (masked); without a base to compare
+    with, the share of zeros in its own encoder weight matrices."""
+    from compression.plan import plan_sparsity
+    from compression.store import ModelStore, split_ref
+    from models.transducer import load_checkpoint
+
+    if base:
+        for root in (store_root, REPO / "store"):
+            try:
+                folder, _ = ModelStore(root).resolve(*split_ref(base), verify=False)
+            except Exception:  # noqa: BLE001 - a base that is not in this store: try the next
+                continue
+            return max(0.0, plan_sparsity(model, load_checkpoint(folder / "model.pt")[0]))
+    return plan_sparsity(model, model) if any(True for _ in model.encoder.parameters()) else 0.0
 
 
 def copy_lm(src: Path, tokenizer: bytes, dst: Path, half: bool) -> dict[str, Any]:
