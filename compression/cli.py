@@ -56,6 +56,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--out", type=Path, required=True)
     u.set_defaults(func=run_uniform)
 
+    s = verbs.add_parser("search", help="search-based mapping under a latency budget (compression/search.py)")
+    s.add_argument("--model", default="default")
+    s.add_argument("--table", type=Path, default=TABLE)
+    s.add_argument("--budget", type=float, default=0.5, help="encoder linear time as a fraction of the dense one's")
+    s.add_argument("--runtime", default="onnxruntime")
+    s.add_argument("--dev-utts", type=int, default=40, help="per dev set, for the loss proxy and the WER")
+    s.add_argument("--finetune-steps", type=int, default=30)
+    s.add_argument("--finalists", type=int, default=3)
+    s.add_argument("--recipe", default="training/recipes/asr_whisper_cpu.toml", help="the fine-tune's data")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=run_search)
+
     a = verbs.add_parser("apply", help="a plan applied to a model: pruned checkpoint with its masks")
     a.add_argument("--model", default="default")
     a.add_argument("--plan", type=Path, required=True, help="plan file (.json or .toml)")
@@ -94,6 +106,20 @@ def run_uniform(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plan.save(args.out)
     print(f"plan -> {args.out}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from compression.latency import LatencyTable
+    from compression.search import SearchConfig, search_plan
+
+    model, blob = _load(args.model)
+    cfg = SearchConfig(budget=args.budget, runtime=args.runtime, dev_utts=args.dev_utts,
+                       finetune_steps=args.finetune_steps, finalists=args.finalists, recipe=args.recipe)
+    res = search_plan(model, blob, LatencyTable.load(args.table), cfg, base=args.model)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    res.plan.save(args.out)
+    print(json.dumps({"seconds": round(res.seconds, 1), "finalists": res.plan.notes["finalists"]}, indent=1))
     return 0
 
 

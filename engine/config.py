@@ -14,6 +14,10 @@ class EngineConfig:
     store: Path = field(default=Path("store"), metadata={"name": "model_store", "help": "model store directory"})
     model: str = field(default="default", metadata={
         "help": "model loaded at start-up: a store name (its newest version) or name/version; others load on first use"})
+    # a compute budget instead of a name: the most accurate store variant whose measured CPU
+    # real-time factor per stream fits (compression/store/select.py); 0 = serve `model`
+    latency_budget: float = field(default=0.0, metadata={
+        "help": "pick the most accurate model whose measured CPU RTF per stream is at most this (0: use --model)"})
     # sherpa-onnx's max-batch-size / loop-interval
     max_batch: int = field(default=32, metadata={"help": "most streams decoded in one batched call"})
     loop_interval_ms: float = field(default=10.0, metadata={"help": "decoder's wait for work when idle (ms)"})
@@ -41,5 +45,7 @@ class EngineConfig:
             raise ValueError("threads and decoders must be >= 1")
         if self.max_models < 1:
             raise ValueError("max_models must be >= 1")
+        if self.latency_budget < 0:
+            raise ValueError("latency_budget must be >= 0")
         if self.diariser_memory_seconds <= 0:
             raise ValueError("diariser_memory_seconds must be > 0")

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -58,8 +58,19 @@ class LoadedModel:
 
 class Engine:
     def __init__(self, config: EngineConfig, observer: DecodeObserver | None = None):
-        self.config = config
         self.store = ModelStore(config.store)
+        if config.latency_budget > 0:  # the budget names the model: from here on it is `model`
+            from compression.store.select import choose_by_budget
+            from minutes.config import ConfigError
+
+            try:
+                chosen = choose_by_budget(self.store, config.latency_budget)
+            except StoreError as exc:  # a setting no model meets: say so at start-up, not per stream
+                raise ConfigError(f"latency_budget: {exc}") from exc
+            log.info("latency budget RTF %g: serving %s (RTF %g, WER %.2f %% on real speech)",
+                     config.latency_budget, chosen.ref, chosen.rtf, chosen.wer)
+            config = replace(config, model=chosen.ref)
+        self.config = config
         # One decoder thread per core you give it: each batches its own streams (torch ops
         # release the GIL, so two decoders use two cores); a stream stays on one decoder.
         self.workers = [BatchWorker(config.max_batch, config.loop_interval_ms, observer, on_start=self._thread_setup)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, Command] = {
     "corpus": Command("corpus.cli", "build corpora (real manifests, TTS + rooms, mixtures, meetings, a clean native test set)"),
     "stream": Command("clients.cli", "stream a file or the microphone to a server, print the transcript live"),
     "diarise": Command("diarisation.cli", "speaker turns and azimuths of a multi-channel recording"),
+    "store": Command("compression.store.cli", "list, verify and choose models of the store"),
     "prune": Command("compression.cli", "pruning plans, latency table and pruned checkpoints"),
 }
 

@@ -162,7 +162,7 @@ class Transducer(nn.Module):
         self, feats: Tensor, feat_lens: Tensor, targets: Tensor, target_lens: Tensor, *,
         normalised: bool = False, transducer: bool = True,
         ctc_targets: Tensor | None = None, ctc_lens: Tensor | None = None,
-        distill_targets: list[Tensor | None] | None = None,
+        distill_targets: list[Tensor | None] | None = None, ctc_paths: bool = False,
     ) -> dict[str, Tensor]:
         """Summed losses divided by the number of target tokens in the batch:
         `rnnt`, `ctc` and `ilm` (cross-entropy of the internal LM on the transcript).
@@ -170,7 +170,8 @@ class Transducer(nn.Module):
         `ctc_targets`/`ctc_lens` are the CTC head's own units when they are not the pieces.
         `distill_targets`: per utterance a teacher's (frames, distill_dim) states or None; they
         are stretched in time to the utterance's encoder frames (which absorbs tempo
-        perturbation) and add `distill` (see `distill_loss`)."""
+        perturbation) and add `distill` (see `distill_loss`). `ctc_paths` adds the CTC head's
+        argmax path (B, N) and the frame counts `enc_lens` (training/forgetting.py reads them)."""
         x = feats if normalised else self.normalise(feats)
         tap = (self.cfg.distill_layer or self.cfg.encoder.n_layers) if distill_targets is not None else 0
         enc, enc_lens, tapped = self.encoder.forward_tapped(x, feat_lens, tap)
@@ -179,6 +180,8 @@ class Transducer(nn.Module):
         ct, cl = (targets, target_lens) if ctc_targets is None else (ctc_targets, ctc_lens)
         ctc = F.ctc_loss(logp, ct, enc_lens, cl, blank=BLANK, reduction="sum", zero_infinity=True)
         extra = {} if distill_targets is None else {"distill": self.distill_loss(tapped, enc_lens, distill_targets)}
+        if ctc_paths:
+            extra |= {"ctc_paths": logp.detach().argmax(-1).transpose(0, 1), "enc_lens": enc_lens}
         if not transducer:
             return {"ctc": ctc / ntok, **extra}
         pred = self.predictor(targets)  # (B, U+1, P)

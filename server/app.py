@@ -38,7 +38,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         ctx.jobs = JobQueue(ctx, config.jobs_db, config.jobs_dir)
         ctx.jobs.start()
         log.info("minutes %s serving on %s:%d (model %r from %s)", __version__, config.host, config.port,
-                 config.engine.model, config.engine.store)
+                 ctx.engine.config.model, config.engine.store)
         try:
             yield
         finally:

@@ -222,3 +222,46 @@ def test_a_pruned_variant_is_sealed_loaded_packed_and_refused_when_tampered(tmp_
         fh.write(bytes([b[0] ^ 0xFF]))
     with pytest.raises(ChecksumError):
         Recogniser.from_store(root, "small/1")
+
+
+def test_sparse_fine_tuning_holds_masks_mutates_with_mest_and_drops_unforgettable_utterances(tmp_path):
+    """The trainer on a pruned checkpoint (`minutes prune apply`'s format): masks hold in the raw
+    weights, the average and best.pt; MEST's state and the forgetting statistics survive a resume;
+    utterances learned at every visit leave later epochs."""
+    from dataclasses import replace
+
+    from models.transducer import load_checkpoint, save_checkpoint
+    from tests.test_asr_model import write_real_manifest
+    from tests.test_weight_averaging import tiny_recipe
+    from training.asr import Trainer
+
+    torch.manual_seed(0)
+    manifest = write_real_manifest(tmp_path, 4)
+    Trainer(tiny_recipe(tmp_path / "dense", manifest, max_steps=2)).run()
+    model, blob = load_checkpoint(tmp_path / "dense" / "exp" / "last.pt")
+    name = next(n + ".weight" for n, m in model.named_modules()
+                if isinstance(m, nn.Linear) and n.startswith("encoder") and m.out_features % 16 == 0)
+    plan = PrunePlan(layers={name: LayerPlan("block_col", 0.5, 16), "joiner.out.weight": LayerPlan("unstructured", 0.5)})
+    pruned, masks = apply_plan(model, plan)
+    init = tmp_path / "pruned.pt"
+    save_checkpoint(init, pruned, {"tokenizer": blob["tokenizer"], "step": 0, "prune_plan": plan.to_dict(),
+                                   "masks": {k: v.bool() for k, v in masks.items()}})
+    cfg = replace(tiny_recipe(tmp_path / "sparse", manifest, max_steps=6), init_from=str(init), sparse_method="mest",
+                  mest_interval=2, mest_rate=0.3, mest_end=4, mest_soft_bound=False, drop_unforgettable=True,
+                  forget_min_visits=1, forget_threshold=1.0, forget_max_drop=0.5)
+    Trainer(cfg).run()
+    exp = tmp_path / "sparse" / "exp"
+    last = torch.load(exp / "last.pt", map_location="cpu", weights_only=False)
+    assert last["prune_plan"] == plan.to_dict() and last["sparse"]["updates"] == 6
+    for ckpt in ("last.pt", "best.pt"):
+        model, blob = load_checkpoint(exp / ckpt)
+        params = dict(model.named_parameters())
+        for k, m in blob["masks"].items():
+            assert (params[k][~m] == 0).all(), (ckpt, k)
+            assert abs(float(m.float().mean()) - 0.5) < 0.02  # MEST moved units, not the sparsity
+    assert not torch.equal(last["masks"][name], masks[name].bool())  # mutated
+    logs = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
+    drops = [r["dropped"] for r in logs if r["type"] == "forgetting"]
+    assert drops[0] == 0 and max(drops) == 2  # threshold 1.0: all learned; capped at half of 4
+    trainer = Trainer(replace(cfg, max_steps=8), resume=True)
+    assert trainer.sparse.updates == 6 and trainer.forgetting.visits == last["forgetting"]["visits"]

@@ -117,6 +117,13 @@ class TrainConfig:
     mest_rate: float = 0.1
     mest_end: int = 1000  # updates of this run after which the masks stay fixed
     mest_soft_bound: bool = True
+    # MEST's data efficiency: forgetting statistics from the CTC head's greedy output on each
+    # batch (training/forgetting.py); utterances learned at every visit are dropped from later
+    # epochs (at most forget_max_drop of them)
+    drop_unforgettable: bool = False
+    forget_threshold: float = 0.1  # CER at which an utterance counts as learned
+    forget_min_visits: int = 2
+    forget_max_drop: float = 0.5
 
     @property
     def features(self) -> FbankConfig:
@@ -282,6 +289,13 @@ class Trainer:
             if self.model.distill is None:  # a model trained without it: a fresh head, a fresh optimiser
                 self.model.set_distill_head(self.teacher.dim, cfg.distill_layer)
                 self.opt = self._optimiser()
+        self.forgetting = None
+        if cfg.drop_unforgettable:
+            from training.forgetting import ForgettingStats
+
+            self.forgetting = ForgettingStats(cfg.forget_threshold, cfg.forget_min_visits, cfg.forget_max_drop)
+            if resumed is not None and "forgetting" in resumed:
+                self.forgetting.load_state_dict(resumed["forgetting"])
         self.sparse = self._sparse(resumed if resumed is not None else blob if cfg.init_from else None)
         self.ema = self._ema(resumed)
         self.dev = [
@@ -400,6 +414,8 @@ class Trainer:
         extra = {"tokenizer": self.tok.proto, "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed,
                  "best": self.best, "optimizer": self.opt.state_dict(), "py_rng": self.rng.getstate(),
                  "train_config": asdict(self.cfg)}
+        if self.forgetting is not None:
+            extra["forgetting"] = self.forgetting.state_dict()
         if self.sparse is not None:  # the pruned model stays re-trainable and packable
             extra |= {"prune_plan": self.sparse.plan.to_dict(), "sparse": self.sparse.state_dict(),
                       "masks": self.sparse.state_dict()["masks"]}
@@ -467,7 +483,16 @@ class Trainer:
         self._apply_freeze()
         joint = self.step >= cfg.ctc_only_steps
         losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint, ctc_targets=ct, ctc_lens=cl,
-                                           distill_targets=distill)
+                                           distill_targets=distill, ctc_paths=self.forgetting is not None)
+        forgot: dict[str, float] = {}
+        if self.forgetting is not None:
+            from training.forgetting import greedy_ctc_cer
+
+            paths, lens = losses.pop("ctc_paths"), losses.pop("enc_lens")
+            units = chars if self.model.cfg.ctc_units == "chars" else targets
+            cers = [greedy_ctc_cer(paths[i, : int(lens[i])].tolist(), units[i]) for i in range(len(batch))]
+            forgot = {"forgetting_events": float(self.forgetting.update([it.id for it in batch], cers)),
+                      "learned": sum(c <= cfg.forget_threshold for c in cers) / len(cers)}
         if joint:
             ramp = (self.step - cfg.ctc_only_steps) / max(1, cfg.rnnt_ramp_steps)
             w_rnnt = cfg.rnnt_weight * max(0.2, min(1.0, ramp))
@@ -487,7 +512,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
         self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach()), "gnorm": gnorm} | mest
+        return ({k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach()), "gnorm": gnorm}
+                | mest | forgot)
 
     def _on_signal(self, *_: object) -> None:
         self._stop = True
@@ -504,6 +530,13 @@ class Trainer:
         audio_s = 0.0
         while not self._stop:
             items = [it for it in self.train_items() if it.duration <= cfg.max_len_at(self.step)]
+            if self.forgetting is not None:  # MEST's data efficiency: skip what is never forgotten
+                keep = self.forgetting.keep([it.id for it in items])
+                dropped = len(items) - len(keep)
+                items = [it for it in items if it.id in keep]
+                self._log({"type": "forgetting", "step": self.step, "epoch": self.epoch, "dropped": dropped,
+                           "unforgettable": len(self.forgetting.unforgettable())})
+                log.info("forgetting statistics: %d unforgettable utterances dropped this epoch", dropped)
             batches = make_batches(items, cfg.max_batch_seconds, cfg.max_batch_utts, self.rng)
             log.info("epoch %d: %d utterances (%.2f h), %d batches, max len %.0f s", self.epoch, len(items),
                      sum(it.duration for it in items) / 3600, len(batches), cfg.max_len_at(self.step))

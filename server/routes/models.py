@@ -15,7 +15,7 @@ router = APIRouter(tags=["models"])
 @router.get("/v1/models")
 def list_models(ctx: Ctx, _key: ApiKey) -> dict[str, Any]:
     """The models of the store (newest version of each) and which one the server uses."""
-    return {"default": ctx.config.engine.model, "models": ctx.engine.models()}
+    return {"default": ctx.engine.config.model, "models": ctx.engine.models()}
 
 
 @router.get("/v1/arrays")
