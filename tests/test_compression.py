@@ -265,3 +265,26 @@ def test_sparse_fine_tuning_holds_masks_mutates_with_mest_and_drops_unforgettabl
     assert drops[0] == 0 and max(drops) == 2  # threshold 1.0: all learned; capped at half of 4
     trainer = Trainer(replace(cfg, max_steps=8), resume=True)
     assert trainer.sparse.updates == 6 and trainer.forgetting.visits == last["forgetting"]["visits"]
+
+
+def test_a_latency_budget_picks_the_most_accurate_fitting_variant_and_passes_over_tampered_ones(tmp_path):
+    from compression.store import ModelStore, StoreError
+    from compression.store.select import choose_by_budget
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.pt").write_bytes(b"weights")
+    store = ModelStore(tmp_path / "store")
+    arch = "chunked-whisper-transducer"
+    for name, rtf, wer in (("dense", 0.08, 41.5), ("fast", 0.04, 42.0), ("faster", 0.02, 48.0), ("best", 0.03, 40.0)):
+        store.publish(src, name, arch, metrics={"rtf_cpu_streaming_alone": rtf, "wer_speechocean762_dev": wer})
+    store.publish(src, "unmeasured", arch)  # no numbers: never a candidate
+    store.publish(src, "speaker", "tdnn-speaker-embedding", metrics={"rtf_cpu_streaming_alone": 0.001,
+                                                                    "wer_speechocean762_dev": 0.0})
+    assert choose_by_budget(store, 0.1).ref == "best/1"
+    assert choose_by_budget(store, 0.025).ref == "faster/1"
+    (tmp_path / "store" / "best" / "1" / "model.pt").write_bytes(b"changed")
+    assert choose_by_budget(store, 0.1).ref == "dense/1"  # the tampered one is passed over
+    assert choose_by_budget(store, 0.035, verify=False).ref == "best/1"
+    with pytest.raises(StoreError, match="fastest is faster/1"):
+        choose_by_budget(store, 0.01)

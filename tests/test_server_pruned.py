@@ -46,10 +46,15 @@ def pruned_store(tmp_path_factory):
     save_checkpoint(ckpt, pruned, {"tokenizer": blob["tokenizer"], "step": blob.get("step", 0),
                                    "prune_plan": plan.to_dict(), "masks": masks})
     dense_rtf = manifest.metrics["rtf_cpu_streaming_alone"]
-    for name, runtime, wer in (("pruned", "onnxruntime", 41.6), ("pruned-torch", "torch", 44.0)):
+    for name, runtime, wer in (("pruned", "onnxruntime", 41.6), ("pruned-torch", "torch", 44.0), ("broken", "torch", 99.0)):
         package(ckpt, name, "1", {"rtf_cpu_streaming_alone": round(dense_rtf / 1.3, 4), "wer_speechocean762_dev": wer},
                 store_root=root, compression={"runtime": runtime}, base=f"default/{manifest.version}", half=True,
                 decoding=manifest.extra.get("decoding"), lm=folder / "lm.pt", lexicon=folder / "lexicon.txt.gz")
+    with open(root / "broken" / "1" / "model.pt", "r+b") as fh:  # one flipped byte in its weights
+        fh.seek(-100, 2)
+        b = fh.read(1)
+        fh.seek(-100, 2)
+        fh.write(bytes([b[0] ^ 0xFF]))
     return root, manifest.version, dense_rtf
 
 
@@ -89,6 +94,15 @@ def test_a_latency_budget_serves_the_best_fitting_variant_and_streams_pick_their
         assert ready["model"] == {"name": "pruned", "version": "1"} and got == want_pruned and got
         ready, got = words_of(addr, x, f"default/{dense_version}")  # a stream picks the dense one
         assert ready["model"]["name"] == "default" and got == want_dense and got
+        with ws(addr) as conn:  # a tampered variant is refused with a clear error (close 1013: try later)
+            conn.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"model": "broken/1"}}))
+            err = json.loads(conn.recv(timeout=60))
+            assert (err["type"], err["code"]) == ("error", "model_unavailable"), err
+            assert "broken/1" in err["message"] and "sha256" in err["message"], err
+            _, code = drain(conn)
+            assert code == 1013
+        assert words_of(addr, x, None)[1] == want_pruned  # and the server goes on serving what it had
+        assert httpx.get(f"http://{addr}/readyz").status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -99,7 +113,7 @@ def test_a_budget_nothing_fits_is_refused_at_start_up(pruned_store, tmp_path):
     from compression.store.select import choose_by_budget
 
     root, _, dense_rtf = pruned_store
-    with pytest.raises(StoreError, match="fastest is pruned"):
+    with pytest.raises(StoreError, match="fastest is (pruned|broken)"):
         choose_by_budget(ModelStore(root), dense_rtf / 10)
     assert choose_by_budget(ModelStore(root), dense_rtf * 2).ref == f"default/{pruned_store[1]}"  # the dense one wins on WER
     import subprocess

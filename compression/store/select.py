@@ -10,10 +10,13 @@ not a candidate: the server never guesses a model's speed from its size.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from compression.store.manifest import Manifest
 from compression.store.store import ModelStore, StoreError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RTF_KEY", "WER_KEY", "Candidate", "candidates", "choose_by_budget"]
 
@@ -44,9 +47,10 @@ def candidates(store: ModelStore) -> list[Candidate]:
     return out
 
 
-def choose_by_budget(store: ModelStore, budget: float) -> Candidate:
-    """The lowest-WER candidate with `rtf` <= `budget` (ties: the faster, then the newer
-    name/version); a `StoreError` naming the fastest one when none fits."""
+def choose_by_budget(store: ModelStore, budget: float, verify: bool = True) -> Candidate:
+    """The lowest-WER candidate with `rtf` <= `budget` (ties: the faster); a `StoreError`
+    naming the fastest one when none fits. With `verify`, a candidate whose files do not match
+    its manifest is passed over (with a warning): a budget never selects a model that cannot load."""
     pool = candidates(store)
     if not pool:
         raise StoreError(f"no model in {store.root} records both {RTF_KEY} and {WER_KEY}")
@@ -55,4 +59,12 @@ def choose_by_budget(store: ModelStore, budget: float) -> Candidate:
         fastest = min(pool, key=lambda c: c.rtf)
         raise StoreError(f"no model fits a latency budget of RTF {budget:g}; the fastest is {fastest.ref} "
                          f"at {fastest.rtf:g}")
-    return min(fits, key=lambda c: (c.wer, c.rtf))
+    for c in sorted(fits, key=lambda c: (c.wer, c.rtf)):
+        if not verify:
+            return c
+        try:
+            store.verify(*c.ref.split("/"))
+            return c
+        except StoreError as exc:
+            log.warning("latency budget: %s passed over: %s", c.ref, exc)
+    raise StoreError(f"every model within a latency budget of RTF {budget:g} failed its checksums")
