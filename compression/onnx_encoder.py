@@ -106,6 +106,15 @@ class OnnxStreamingEncoder(nn.Module):
         return self.torch_encoder.initial_state(batch, device)
 
     def infer(self, feats: Tensor, state: WhisperEncoderState) -> tuple[Tensor, WhisperEncoderState]:
+        """Under int8 each stream runs alone: dynamic quantisation scales activations per tensor,
+        so a batch would let one stream's loudness change another's numbers (and words). Per
+        stream, int8 costs no more than batched (bench/results/compression.md, throughput)."""
+        if self.runtime.endswith("int8") and feats.shape[0] > 1:
+            outs = [self._run(feats[b : b + 1], s) for b, s in enumerate(state.unstack())]
+            return torch.cat([o[0] for o in outs]), WhisperEncoderState.stack([o[1] for o in outs])
+        return self._run(feats, state)
+
+    def _run(self, feats: Tensor, state: WhisperEncoderState) -> tuple[Tensor, WhisperEncoderState]:
         feed = {"feats": feats, "feat": state.feat, "key": state.key, "value": state.value,
                 "valid": state.valid, "pos": state.pos}
         out = self.session.run(None, {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in feed.items()})

@@ -150,6 +150,12 @@ def test_the_onnxruntime_encoder_streams_the_numbers_torch_streams():
         ref, _ = stream_in_chunks(int8, x)
         apply_compression(int8, {"runtime": "onnxruntime-int8"})
         q, _ = stream_in_chunks(int8, x)
+        # int8 activations are scaled per tensor: batched beside a loud stream, a stream's
+        # numbers must still be its own
+        loud = torch.cat([x[:, :12], 50 * x[:, :12]])
+        s2 = type(state).stack([int8.initial_encoder_state(1), int8.initial_encoder_state(1)])
+        alone, _ = int8.stream_encode(x[:, :12], int8.initial_encoder_state(1))
+        assert torch.equal(int8.stream_encode(loud, s2)[0][:1], alone)
     # per-tensor int8 of a random 64-wide model moves its states more than a trained model's
     # (whose WER it does not change: bench/results/compression.md); still the same picture
     assert torch.nn.functional.cosine_similarity(q.flatten(), ref.flatten(), dim=0) > 0.85
