@@ -117,6 +117,7 @@ class TrainConfig:
     mest_rate: float = 0.1
     mest_end: int = 1000  # updates of this run after which the masks stay fixed
     mest_soft_bound: bool = True
+    mest_grad_weight: float = 1.0  # the gradient's share of a unit's importance (training/sparse.py)
     # MEST's data efficiency: forgetting statistics from the CTC head's greedy output on each
     # batch (training/forgetting.py); utterances learned at every visit are dropped from later
     # epochs (at most forget_max_drop of them)
@@ -341,7 +342,8 @@ class Trainer:
 
         plan = PrunePlan.from_dict(blob["prune_plan"])
         cfg = self.cfg
-        sc = SparseConfig(cfg.sparse_method, cfg.mest_interval, cfg.mest_rate, cfg.mest_end, cfg.mest_soft_bound)
+        sc = SparseConfig(cfg.sparse_method, cfg.mest_interval, cfg.mest_rate, cfg.mest_end, cfg.mest_soft_bound,
+                          cfg.mest_grad_weight)
         state = blob.get("sparse")
         masks = state["masks"] if state else blob["masks"]
         keeper = MaskKeeper(self.model, {k: v.float() for k, v in masks.items()}, plan.layers, sc, cfg.seed)
