@@ -48,7 +48,7 @@ class VariantResult:
 
 
 def parse_variant(spec: str) -> tuple[str, str, str]:
-    """`name=checkpoint[@runtime]` -> (name, checkpoint, runtime)."""
+    """`name=checkpoint[@runtime[+int8search]]` -> (name, checkpoint, runtime)."""
     name, _, rest = spec.partition("=")
     path, _, runtime = rest.partition("@")
     if not name or not path:
@@ -73,11 +73,17 @@ def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon):
     from decoding.tokenizer import Tokenizer
     from models.transducer import load_checkpoint
 
+    runtime, _, extra = runtime.partition("+")
     model, blob = load_checkpoint(checkpoint)
-    apply_compression(model, {"runtime": runtime})
+    apply_compression(model, {"runtime": runtime, "plan": blob.get("prune_plan")})
     tok = Tokenizer(blob["tokenizer"])
     lm = base_folder / LM_FILE
-    return Recogniser(model, tok, manifest, BeamDecoding(model, tok, lm if lm.exists() else None, lexicon))
+    beam = BeamDecoding(model, tok, lm if lm.exists() else None, lexicon)
+    if extra == "int8search":  # the search's own layers in int8 too (compression/int8_search.py)
+        from compression.int8_search import quantise_search
+
+        quantise_search(model, beam.search.lm.lm if beam.search.lm is not None else None)
+    return Recogniser(model, tok, manifest, beam)
 
 
 def throughput(rec, waves, options) -> float:
@@ -113,7 +119,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default="default/10", help="the store version whose decoding every variant uses")
     p.add_argument("--variant", action="append", type=parse_variant, required=True,
-                   help="name=checkpoint[@torch|onnxruntime|onnxruntime-int8]; the first is the reference")
+                   help="name=checkpoint[@torch|onnxruntime|onnxruntime-int8[+int8search]]; the first is the reference")
     p.add_argument("--set", action="append", default=[], help="name=manifest (default: speechocean762 dev, native)")
     p.add_argument("--limit", type=int, default=0, help="utterances per set (0 = all)")
     p.add_argument("--batch", type=int, default=16)

@@ -180,7 +180,13 @@ class Recogniser:
         if manifest is not None and manifest.compression:
             apply_compression(model, manifest.compression)  # e.g. int8 linear layers (compression/quantise.py)
         tok = Tokenizer(blob["tokenizer"])
-        return cls(model, tok, manifest, BeamDecoding.for_model_dir(model, tok, file.parent))
+        beam = BeamDecoding.for_model_dir(model, tok, file.parent)
+        if manifest is not None and manifest.compression.get("int8_search"):
+            from compression.int8_search import quantise_search
+
+            lm = getattr(beam.search.lm, "lm", None)  # the LSTM LM (an n-gram stays as it is)
+            quantise_search(model, lm if isinstance(lm, torch.nn.Module) else None)
+        return cls(model, tok, manifest, beam)
 
     @classmethod
     def from_store(cls, store: ModelStore | str | Path, ref: str = "default", verify: bool = True) -> "Recogniser":

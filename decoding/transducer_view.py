@@ -60,7 +60,9 @@ class TransducerSearchView:
     def predictor_step(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         P = self.pred_dim
         h, c = state[:, :P], state[:, P:]
-        gates = torch.addmm(self._gates_table().index_select(0, tokens), h, self.model.predictor.lstm.weight_hh_l0.t())
+        table = self._gates_table().index_select(0, tokens)
+        hh = getattr(self.model.predictor, "hh_int8", None)  # compression/int8_search.py
+        gates = table + hh(h) if hh is not None else torch.addmm(table, h, self.model.predictor.lstm.weight_hh_l0.t())
         sig = gates.sigmoid()  # PyTorch's gate order: input, forget, cell, output
         c = torch.addcmul(sig[:, P:2 * P] * c, sig[:, :P], gates[:, 2 * P:3 * P].tanh())
         h = sig[:, 3 * P:] * c.tanh()

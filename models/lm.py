@@ -97,7 +97,8 @@ class TokenLM(nn.Module):
         lstm = self.lstm
         gates_in = self._gates_table().index_select(0, tokens.long())
         h, c = state[:, 0], state[:, 1]
-        gates = torch.addmm(gates_in, h, lstm.weight_hh_l0.t())
+        hh = getattr(self, "hh_int8", None)  # compression/int8_search.py
+        gates = gates_in + hh(h) if hh is not None else torch.addmm(gates_in, h, lstm.weight_hh_l0.t())
         sig = gates.sigmoid()  # gate order: input, forget, cell, output
         c = torch.addcmul(sig[:, H:2 * H] * c, sig[:, :H], gates[:, 2 * H:3 * H].tanh())
         x = sig[:, 3 * H:] * c.tanh()

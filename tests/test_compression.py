@@ -216,9 +216,10 @@ def test_a_pruned_variant_is_sealed_loaded_packed_and_refused_when_tampered(tmp_
     save_checkpoint(ckpt, pruned, {"tokenizer": tok.proto, "step": 0, "prune_plan": plan.to_dict(),
                                    "masks": {k: v.bool() for k, v in masks.items()}})
     root = tmp_path / "store"
-    package(ckpt, "small", "1", {}, store_root=root, compression={"runtime": "torch"})
+    package(ckpt, "small", "1", {}, store_root=root, compression={"runtime": "torch", "int8_search": True})
     rec = Recogniser.from_store(root, "small/1")
     assert type(rec.model.encoder.blocks[0].mlp[0]).__name__ == "BlockColumnLinear"
+    assert rec.model.predictor.hh_int8 is not None  # the manifest's int8_search, applied by the loader
     manifest = json.loads((root / "small" / "1" / "manifest.json").read_text())
     assert manifest["compression"]["plan"]["layers"] and 0.0 < manifest["sparsity"] < 0.2
     with open(root / "small" / "1" / "model.pt", "r+b") as fh:  # one flipped byte in the weights
@@ -294,3 +295,33 @@ def test_a_latency_budget_picks_the_most_accurate_fitting_variant_and_passes_ove
     assert choose_by_budget(store, 0.035, verify=False).ref == "best/1"
     with pytest.raises(StoreError, match="fastest is faster/1"):
         choose_by_budget(store, 0.01)
+
+
+def test_int8_search_layers_stay_close_to_float_and_the_loader_applies_them():
+    """The LM's and predictor's recurrences and the joiner's bounded-input layers in int8
+    (compression/int8_search.py): log-probabilities close to float's, and the search view uses
+    them (the loader's part: test_a_pruned_variant_is_sealed_...)."""
+    from compression.int8_search import Int8Matmul, quantise_search
+    from decoding.transducer_view import TransducerSearchView
+    from models.lm import LMConfig, TokenLM
+
+    torch.manual_seed(5)
+    model = small_whisper()
+    lm = TokenLM(LMConfig(vocab_size=40, embed_dim=32, hidden_dim=64)).eval()
+    tokens = torch.randint(1, 40, (6,))
+    view = TransducerSearchView(model)
+    with torch.no_grad():
+        lp0, st = lm.init_state(6)
+        lp1, _ = lm.step(tokens, st)
+        pred0, pst = view.predictor_init(6)
+        pred1, _ = view.predictor_step(tokens, pst)
+        enc = view.prepare_encoder(torch.randn(6, 64))
+        logits = view.joiner(enc, pred1)
+        quantise_search(model, lm)
+        assert isinstance(lm.hh_int8, Int8Matmul) and isinstance(model.predictor.hh_int8, Int8Matmul)
+        q1, _ = lm.step(tokens, st)
+        qpred1, _ = view.predictor_step(tokens, pst)
+        qlogits = view.joiner(enc, qpred1)
+    assert not torch.equal(q1, lp1) and (q1.exp() - lp1.exp()).abs().max() < 0.02
+    assert torch.nn.functional.cosine_similarity(qpred1.flatten(), pred1.flatten(), dim=0) > 0.99
+    assert (qlogits.argmax(-1) == logits.argmax(-1)).float().mean() >= 0.8
