@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--finetune-steps", type=int, default=30)
     s.add_argument("--finalists", type=int, default=3)
     s.add_argument("--recipe", default="training/recipes/asr_whisper_cpu.toml", help="the fine-tune's data")
+    s.add_argument("--cache", default="", help="JSON file keeping measured sensitivities across runs")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=run_search)
 
@@ -115,7 +116,8 @@ def run_search(args: argparse.Namespace) -> int:
 
     model, blob = _load(args.model)
     cfg = SearchConfig(budget=args.budget, runtime=args.runtime, dev_utts=args.dev_utts,
-                       finetune_steps=args.finetune_steps, finalists=args.finalists, recipe=args.recipe)
+                       finetune_steps=args.finetune_steps, finalists=args.finalists, recipe=args.recipe,
+                       cache=args.cache)
     res = search_plan(model, blob, LatencyTable.load(args.table), cfg, base=args.model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     res.plan.save(args.out)
