@@ -14,6 +14,8 @@ the other core) slows all of them alike and the ratios hold; RTF is CPU seconds 
 second. Throughput: `--batch` streams (16) of the first utterances decoded together by
 `decode_streams`, audio seconds per CPU second. `speedup` is against the first variant (the
 dense default) in this run; `wer_delta` the absolute change on the first set (real speech).
+(The earlier float-against-int8 comparisons, bench/results/quantise_*.md, are two-variant runs of
+this: `--variant float=...@torch --variant int8=...@torch-int8 [--search greedy]`.)
 Writes bench/results/<name>.{json,md}.
 """
 
@@ -75,7 +77,10 @@ def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon):
 
     runtime, _, extra = runtime.partition("+")
     model, blob = load_checkpoint(checkpoint)
-    apply_compression(model, {"runtime": runtime, "plan": blob.get("prune_plan")})
+    if runtime == "torch-int8":  # torch's dynamic int8 linear layers (compression/quantise.py)
+        apply_compression(model, {"int8_dynamic": ["encoder"], "plan": blob.get("prune_plan")})
+    else:
+        apply_compression(model, {"runtime": runtime, "plan": blob.get("prune_plan")})
     tok = Tokenizer(blob["tokenizer"])
     lm = base_folder / LM_FILE
     beam = BeamDecoding(model, tok, lm if lm.exists() else None, lexicon)
@@ -119,7 +124,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default="default/10", help="the store version whose decoding every variant uses")
     p.add_argument("--variant", action="append", type=parse_variant, required=True,
-                   help="name=checkpoint[@torch|onnxruntime|onnxruntime-int8[+int8search]]; the first is the reference")
+                   help="name=checkpoint[@torch|torch-int8|onnxruntime|onnxruntime-int8[+int8search]]; "
+                        "the first is the reference")
     p.add_argument("--set", action="append", default=[], help="name=manifest (default: speechocean762 dev, native)")
     p.add_argument("--limit", type=int, default=0, help="utterances per set (0 = all)")
     p.add_argument("--batch", type=int, default=16)

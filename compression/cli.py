@@ -76,15 +76,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=run_apply)
 
 
+def _write(obj, out: Path, note: str) -> int:
+    """Save a plan or table at `out` (its folder made) and print what was written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    obj.save(out)
+    print(f"{note} -> {out}")
+    return 0
+
+
 def run_table(args: argparse.Namespace) -> int:
     from compression.latency import linear_shapes, measure_table
 
     model, _ = _load(args.model)
     table = measure_table(list(linear_shapes(model).values()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.save(args.out)
-    print(f"{len(table.entries)} timings -> {args.out}")
-    return 0
+    return _write(table, args.out, f"{len(table.entries)} timings")
 
 
 def run_rule(args: argparse.Namespace) -> int:
@@ -93,10 +98,7 @@ def run_rule(args: argparse.Namespace) -> int:
 
     model, _ = _load(args.model)
     plan = rule_plan(model, LatencyTable.load(args.table), args.target, args.runtime, args.rows, base=args.model)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plan.save(args.out)
-    print(json.dumps(plan.notes, indent=1))
-    return 0
+    return _write(plan, args.out, json.dumps(plan.notes, indent=1))
 
 
 def run_uniform(args: argparse.Namespace) -> int:
@@ -104,10 +106,7 @@ def run_uniform(args: argparse.Namespace) -> int:
 
     model, _ = _load(args.model)
     plan = uniform_shrink_plan(model, args.ff_keep, args.heads, args.runtime, base=args.model)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plan.save(args.out)
-    print(f"plan -> {args.out}")
-    return 0
+    return _write(plan, args.out, "plan")
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -119,10 +118,8 @@ def run_search(args: argparse.Namespace) -> int:
                        finetune_steps=args.finetune_steps, finalists=args.finalists, recipe=args.recipe,
                        cache=args.cache)
     res = search_plan(model, blob, LatencyTable.load(args.table), cfg, base=args.model)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    res.plan.save(args.out)
-    print(json.dumps({"seconds": round(res.seconds, 1), "finalists": res.plan.notes["finalists"]}, indent=1))
-    return 0
+    return _write(res.plan, args.out, json.dumps({"seconds": round(res.seconds, 1),
+                                                  "finalists": res.plan.notes["finalists"]}, indent=1))
 
 
 def run_apply(args: argparse.Namespace) -> int:
