@@ -220,8 +220,8 @@ def search_plan(model, blob: dict, table: LatencyTable, cfg: SearchConfig, base:
     dense_loss = _dev_loss(model, batches)
     n = model.cfg.encoder.n_layers
     # 1. sensitivity of each part's option alone
-    cache = Path(cfg.cache) if cfg.cache else None
-    sens: dict[str, float] = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    cache_file = Path(cfg.cache) if cfg.cache else None
+    sens: dict[str, float] = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
     jobs = [(b, "mlp", o) for b in range(n) for o in MLP_OPTIONS[1:]] + \
            [(b, "attn", o) for b in range(n) for o in ATTN_OPTIONS[1:]] + [(b, "drop", True) for b in range(n)]
     for b, part, opt in tqdm(jobs, desc="sensitivity"):
@@ -231,8 +231,8 @@ def search_plan(model, blob: dict, table: LatencyTable, cfg: SearchConfig, base:
         plan = _compose(model, {b: {"drop": True}} if part == "drop" else {b: {part: opt}})
         pruned, _ = apply_plan(model, plan)
         sens[key] = _dev_loss(pruned, batches) - dense_loss
-        if cache:
-            cache.write_text(json.dumps(sens, indent=1))
+        if cache_file:
+            cache_file.write_text(json.dumps(sens, indent=1))
     # 2. every combination, by the additive proxy, under the table's latency
     block_choices = [{"mlp": m, "attn": a} for m in MLP_OPTIONS for a in ATTN_OPTIONS] + [{"drop": True}]
     dense_us = sum(_linear_latency(table, model, b, {}, cfg) for b in range(n))
