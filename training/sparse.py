@@ -204,5 +204,6 @@ class MaskKeeper:
         self.enforce()
 
     def sparsity(self) -> float:
+        """Share of the masked weights' entries held at zero (0 when nothing is masked)."""
         total = sum(m.numel() for m in self.masks.values())
-        return 1.0 - sum(float(m.sum()) for m in self.masks.values()) / max(1, total)
+        return 1.0 - sum(float(m.sum()) for m in self.masks.values()) / total if total else 0.0
