@@ -58,15 +58,6 @@ def parse_variant(spec: str) -> tuple[str, str, str]:
     return name, path, runtime or "torch"
 
 
-def encoder_sparsity(model, parent_params: int) -> float:
-    """Share of the parent's encoder weights that are gone (shrunk) or zero (masked)."""
-    weights = [p for n, p in model.encoder.named_parameters() if p.dim() > 1]
-    if not weights:  # an onnxruntime twin keeps its torch module for the count
-        weights = [p for n, p in model.encoder.torch_encoder.named_parameters() if p.dim() > 1]
-    nonzero = sum(int((p != 0).sum()) for p in weights)
-    return round(1.0 - nonzero / parent_params, 4)
-
-
 def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon):
     """A Recogniser of `checkpoint` decoding exactly as the base version serves."""
     from compression.quantise import apply_compression
@@ -147,17 +138,17 @@ def main() -> None:
     torch.set_num_threads(1)
     folder, manifest = ModelStore(Path(__file__).resolve().parent.parent / "store").resolve(*split_ref(args.base))
     lexicon = Lexicon.read(folder / LEXICON_FILE) if (folder / LEXICON_FILE).exists() else None
+    from compression.plan import plan_sparsity
+    from models.transducer import load_checkpoint
+
     recs, results, clocks = {}, {}, {}
+    reference = load_checkpoint(args.variant[0][1])[0]  # sizes are the checkpoints', before any runtime
     for name, ckpt, runtime in tqdm(args.variant, desc="load"):
         recs[name] = build(folder, manifest, ckpt, runtime, lexicon)
         clocks[name] = EncoderClock(recs[name].model)
-        results[name] = VariantResult(name, ckpt, runtime, sum(p.numel() for p in recs[name].model.parameters()), 0.0)
+        raw = load_checkpoint(ckpt)[0]
+        results[name] = VariantResult(name, ckpt, runtime, raw.num_params(), plan_sparsity(raw, reference))
     first = args.variant[0][0]
-    parent = [p for n, p in recs[first].model.encoder.named_parameters() if p.dim() > 1] or \
-             [p for n, p in recs[first].model.encoder.torch_encoder.named_parameters() if p.dim() > 1]
-    parent_params = sum(p.numel() for p in parent)
-    for name in recs:
-        results[name].sparsity = encoder_sparsity(recs[name].model, parent_params)
     options = {k: DecodingOptions.from_dict({"search": args.search} if args.search else {}, base=r.options)
                for k, r in recs.items()}
     sets = dict(s.split("=", 1) for s in args.set) or SETS
