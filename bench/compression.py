@@ -58,8 +58,11 @@ def parse_variant(spec: str) -> tuple[str, str, str]:
     return name, path, runtime or "torch"
 
 
-def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon):
-    """A Recogniser of `checkpoint` decoding exactly as the base version serves."""
+def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon, reference=None):
+    """(A Recogniser of `checkpoint` decoding exactly as the base version serves, its parameter
+    count, its encoder sparsity against `reference`) — sizes from the checkpoint as loaded,
+    before a runtime repacks its layers. `reference` None: the checkpoint is its own."""
+    from compression.plan import plan_sparsity
     from compression.quantise import apply_compression
     from decoding.recogniser import Recogniser
     from decoding.recogniser_beam import LM_FILE, BeamDecoding
@@ -68,6 +71,7 @@ def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon):
 
     runtime, _, extra = runtime.partition("+")
     model, blob = load_checkpoint(checkpoint)
+    params, sparsity = model.num_params(), plan_sparsity(model, reference if reference is not None else model)
     if runtime == "torch-int8":  # torch's dynamic int8 linear layers (compression/quantise.py)
         apply_compression(model, {"int8_dynamic": ["encoder"], "plan": blob.get("prune_plan")})
     else:
@@ -79,7 +83,7 @@ def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon):
         from compression.int8_search import quantise_search
 
         quantise_search(model, beam.search.lm.lm if beam.search.lm is not None else None)
-    return Recogniser(model, tok, manifest, beam)
+    return Recogniser(model, tok, manifest, beam), params, sparsity
 
 
 def throughput(rec, waves, options) -> float:
@@ -138,16 +142,14 @@ def main() -> None:
     torch.set_num_threads(1)
     folder, manifest = ModelStore(Path(__file__).resolve().parent.parent / "store").resolve(*split_ref(args.base))
     lexicon = Lexicon.read(folder / LEXICON_FILE) if (folder / LEXICON_FILE).exists() else None
-    from compression.plan import plan_sparsity
     from models.transducer import load_checkpoint
 
     recs, results, clocks = {}, {}, {}
-    reference = load_checkpoint(args.variant[0][1])[0]  # sizes are the checkpoints', before any runtime
+    reference = load_checkpoint(args.variant[0][1])[0]  # what every variant's sparsity is counted against
     for name, ckpt, runtime in tqdm(args.variant, desc="load"):
-        recs[name] = build(folder, manifest, ckpt, runtime, lexicon)
+        recs[name], params, sparsity = build(folder, manifest, ckpt, runtime, lexicon, reference)
         clocks[name] = EncoderClock(recs[name].model)
-        raw = load_checkpoint(ckpt)[0]
-        results[name] = VariantResult(name, ckpt, runtime, raw.num_params(), plan_sparsity(raw, reference))
+        results[name] = VariantResult(name, ckpt, runtime, params, sparsity)
     first = args.variant[0][0]
     options = {k: DecodingOptions.from_dict({"search": args.search} if args.search else {}, base=r.options)
                for k, r in recs.items()}

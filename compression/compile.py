@@ -24,14 +24,6 @@ from compression.plan import PrunePlan
 __all__ = ["pack_model"]
 
 
-def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
-    *parents, leaf = path.split(".")
-    m = model
-    for p in parents:
-        m = getattr(m, p) if not p.isdigit() else m[int(p)]
-    return m, leaf
-
-
 def pack_model(model: nn.Module, plan: PrunePlan, runtime: str = "torch") -> list[str]:
     """Replace every block-pruned nn.Linear of `model` by its packed twin (in place); returns
     the parameter names packed. Layers the runtime cannot run packed are left dense."""
@@ -41,14 +33,12 @@ def pack_model(model: nn.Module, plan: PrunePlan, runtime: str = "torch") -> lis
             continue
         if lp.scheme == "block_row" and runtime != "torch":
             continue
-        parent, leaf = _parent(model, name.removesuffix(".weight"))
-        linear = getattr(parent, leaf) if not leaf.isdigit() else parent[int(leaf)]
+        parent_path, _, leaf = name.removesuffix(".weight").rpartition(".")
+        parent = model.get_submodule(parent_path)
+        linear = parent.get_submodule(leaf)
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{name}: block packing is for linear layers, not {type(linear).__name__}")
         module = pack_linear(linear, mask_for(linear.weight, lp.scheme, lp.sparsity, lp.block), lp.scheme, lp.block)
-        if leaf.isdigit():
-            parent[int(leaf)] = module
-        else:
-            setattr(parent, leaf, module)
+        setattr(parent, leaf, module)  # a Sequential's children are named "0", "1", ... too
         packed.append(name)
     return packed

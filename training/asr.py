@@ -346,10 +346,9 @@ class Trainer:
                           cfg.mest_grad_weight)
         state = blob.get("sparse")
         masks = state["masks"] if state else blob["masks"]
-        keeper = MaskKeeper(self.model, {k: v.float() for k, v in masks.items()}, plan.layers, sc, cfg.seed)
+        keeper = MaskKeeper(self.model, {k: v.float() for k, v in masks.items()}, plan.layers, sc, cfg.seed, plan)
         if state:
             keeper.load_state_dict(state)
-        keeper.plan = plan
         log.info("sparse fine-tuning (%s): %d masked weights, sparsity %.3f", sc.method, len(masks), keeper.sparsity())
         return keeper
 
@@ -419,8 +418,8 @@ class Trainer:
         if self.forgetting is not None:
             extra["forgetting"] = self.forgetting.state_dict()
         if self.sparse is not None:  # the pruned model stays re-trainable and packable
-            extra |= {"prune_plan": self.sparse.plan.to_dict(), "sparse": self.sparse.state_dict(),
-                      "masks": self.sparse.state_dict()["masks"]}
+            state = self.sparse.state_dict()
+            extra |= {"prune_plan": self.sparse.plan.to_dict(), "sparse": state, "masks": state["masks"]}
         if name == "best.pt":
             if self.sparse is not None:  # the average of masked weights: zero where the masks now are
                 self.sparse.enforce_on(self.eval_model)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from compression.plan import LayerPlan
+from compression.plan import LayerPlan, PrunePlan
 
 __all__ = ["SparseConfig", "MaskKeeper"]
 
@@ -74,13 +74,14 @@ class MaskKeeper:
     """Holds masks on a model's parameters; `enforce` after each optimiser step, `step` for MEST."""
 
     def __init__(self, model: nn.Module, masks: dict[str, Tensor], layers: dict[str, LayerPlan],
-                 cfg: SparseConfig | None = None, seed: int = 0) -> None:
+                 cfg: SparseConfig | None = None, seed: int = 0, plan: "PrunePlan | None" = None) -> None:
         self.params = dict(model.named_parameters())
         missing = set(masks) - set(self.params)
         if missing:
             raise KeyError(f"masks for parameters the model lacks: {sorted(missing)}")
         self.masks = {k: v.to(self.params[k].device, self.params[k].dtype) for k, v in masks.items()}
         self.layers = layers
+        self.plan = plan  # the plan the masks came from: checkpoints carry it
         self.cfg = cfg or SparseConfig()
         self.rng = random.Random(seed)
         self.updates = 0
