@@ -47,6 +47,7 @@ class VariantResult:
     encoder_rtf: float = 0.0  # CPU s per audio s inside the encoder alone
     wer: dict[str, float] = field(default_factory=dict)
     wer_delta: float = 0.0  # absolute, on the first set, against the first variant
+    lm: str = ""  # the external LM searched with when not the base's (e.g. a shrunk one)
 
 
 def parse_variant(spec: str) -> tuple[str, str, str]:
@@ -58,10 +59,13 @@ def parse_variant(spec: str) -> tuple[str, str, str]:
     return name, path, runtime or "torch"
 
 
-def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon, reference=None):
+def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon, reference=None,
+          lm_path: str | None = None):
     """(A Recogniser of `checkpoint` decoding exactly as the base version serves, its parameter
     count, its encoder sparsity against `reference`) — sizes from the checkpoint as loaded,
-    before a runtime repacks its layers. `reference` None: the checkpoint is its own."""
+    before a runtime repacks its layers. `reference` None: the checkpoint is its own.
+    `lm_path`: an external LM in place of the base's (e.g. a shrunk one, compression/shrink_lm.py).
+    Runtime extras: `+int8search` (every search part in int8), `+int8lm` (the LM only)."""
     from compression.plan import plan_sparsity
     from compression.quantise import apply_compression
     from decoding.recogniser import Recogniser
@@ -77,12 +81,13 @@ def build(base_folder: Path, manifest, checkpoint: str, runtime: str, lexicon, r
     else:
         apply_compression(model, {"runtime": runtime, "plan": blob.get("prune_plan")})
     tok = Tokenizer(blob["tokenizer"])
-    lm = base_folder / LM_FILE
+    lm = Path(lm_path) if lm_path else base_folder / LM_FILE
     beam = BeamDecoding(model, tok, lm if lm.exists() else None, lexicon)
-    if extra == "int8search":  # the search's own layers in int8 too (compression/int8_search.py)
-        from compression.int8_search import quantise_search
+    if extra in ("int8search", "int8lm"):  # the search's own layers in int8 (compression/int8_search.py)
+        from compression.int8_search import PARTS, quantise_search
 
-        quantise_search(model, beam.search.lm.lm if beam.search.lm is not None else None)
+        parts = PARTS if extra == "int8search" else ("lm",)
+        quantise_search(model, beam.search.lm.lm if beam.search.lm is not None else None, parts)
     return Recogniser(model, tok, manifest, beam), params, sparsity
 
 
@@ -119,8 +124,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default="default/10", help="the store version whose decoding every variant uses")
     p.add_argument("--variant", action="append", type=parse_variant, required=True,
-                   help="name=checkpoint[@torch|torch-int8|onnxruntime|onnxruntime-int8[+int8search]]; "
+                   help="name=checkpoint[@torch|torch-int8|onnxruntime|onnxruntime-int8[+int8search|+int8lm]]; "
                         "the first is the reference")
+    p.add_argument("--variant-lm", action="append", default=[],
+                   help="name=LM checkpoint: that variant searches with this LM instead of the base's")
     p.add_argument("--set", action="append", default=[], help="name=manifest (default: speechocean762 dev, native)")
     p.add_argument("--limit", type=int, default=0, help="utterances per set (0 = all)")
     p.add_argument("--batch", type=int, default=16)
@@ -146,10 +153,11 @@ def main() -> None:
 
     recs, results, clocks = {}, {}, {}
     reference = load_checkpoint(args.variant[0][1])[0]  # what every variant's sparsity is counted against
+    variant_lm = dict(v.split("=", 1) for v in args.variant_lm)
     for name, ckpt, runtime in tqdm(args.variant, desc="load"):
-        recs[name], params, sparsity = build(folder, manifest, ckpt, runtime, lexicon, reference)
+        recs[name], params, sparsity = build(folder, manifest, ckpt, runtime, lexicon, reference, variant_lm.get(name))
         clocks[name] = EncoderClock(recs[name].model)
-        results[name] = VariantResult(name, ckpt, runtime, params, sparsity)
+        results[name] = VariantResult(name, ckpt, runtime, params, sparsity, lm=variant_lm.get(name, ""))
     first = args.variant[0][0]
     options = {k: DecodingOptions.from_dict({"search": args.search} if args.search else {}, base=r.options)
                for k, r in recs.items()}
@@ -203,7 +211,8 @@ def write(args, rows: list[VariantResult], sets: dict[str, str], first_set: str,
              f"{args.batch} | " + " | ".join(f"WER {n}" for n in names) + " | WER delta |",
              "|---" * (8 + len(names) + 1) + "|"]
     for r in rows:
-        lines.append(f"| {r.name} | {r.runtime} | {r.parameters / 1e6:.2f} M | {r.sparsity:.2f} | {r.rtf:.4f} | "
+        runtime = r.runtime + (f" + LM {Path(r.lm).stem}" if r.lm else "")
+        lines.append(f"| {r.name} | {runtime} | {r.parameters / 1e6:.2f} M | {r.sparsity:.2f} | {r.rtf:.4f} | "
                      f"{r.encoder_rtf:.4f} | {r.speedup:.2f}x | {r.throughput_16:.1f} | "
                      + " | ".join(f"{r.wer[n]:.2f} %" for n in names) + f" | {r.wer_delta:+.2f} |")
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")

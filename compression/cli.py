@@ -5,10 +5,13 @@
     minutes prune uniform --model default/10 --ff-keep 0.5 --heads 4 --out plans/ff50h4.json
     minutes prune search  --model default/10 --budget 0.5 --out plans/search.json
     minutes prune apply   --model default/10 --plan plans/rule75.json --out /work/data/exp/prune/rule75.pt
+    minutes prune lm      --lm store/default/10/lm.pt --hidden 256 --out /work/data/exp/lm/shrunk256.pt
 
 `apply` writes a checkpoint holding the pruned weights, the plan and the masks; fine-tune it with
 `minutes train asr --init-from OUT [--sparse-method mest]` (the masks are held, training/sparse.py),
 then seal it with `minutes train package --compression '{"plan": ..., "runtime": ...}'`.
+`lm` shrinks the external LM's hidden units (compression/shrink_lm.py); distil it back with
+`minutes train lm --config training/recipes/lm_shrunk.toml`.
 """
 
 from __future__ import annotations
@@ -75,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", type=Path, required=True)
     a.set_defaults(func=run_apply)
 
+    m = verbs.add_parser("lm", help="shrink the external LSTM LM's hidden units (compression/shrink_lm.py)")
+    m.add_argument("--lm", type=Path, required=True, help="LM checkpoint (e.g. store/default/10/lm.pt)")
+    m.add_argument("--hidden", type=int, required=True, help="hidden units to keep")
+    m.add_argument("--sentences", type=int, default=2000, help="text sentences the unit importance is measured on")
+    m.add_argument("--out", type=Path, required=True)
+    m.set_defaults(func=run_lm)
+
 
 def _write(obj, out: Path, note: str) -> int:
     """Save a plan or table at `out` (its folder made) and print what was written."""
@@ -135,4 +145,27 @@ def run_apply(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, pruned, keep)
     print(f"{args.out}: {pruned.num_params():,} parameters (from {model.num_params():,}), "
           f"encoder sparsity {plan_sparsity(pruned, model):.3f}, {len(masks)} masked weights")
+    return 0
+
+
+def run_lm(args: argparse.Namespace) -> int:
+    import random
+
+    import torch
+
+    from compression.shrink_lm import shrink_lm, unit_importance
+    from decoding.tokenizer import Tokenizer
+    from models.lm import load_lm, save_lm
+    from training.lm import pieces, read_sentences
+
+    blob = torch.load(args.lm, map_location="cpu", weights_only=False)
+    lm = load_lm(args.lm)
+    sentences = read_sentences(blob.get("sources", ["bible"]))
+    random.Random(0).shuffle(sentences)  # every source, not the first one's opening
+    text = pieces(Tokenizer(blob["tokenizer"]), sentences[: args.sentences])
+    small = shrink_lm(lm, args.hidden, unit_importance(lm, text))
+    meta = {k: v for k, v in blob.items() if k not in ("config", "state_dict", "dev_ppl", "step")}
+    save_lm(small, args.out, **meta, shrunk_from=str(args.lm))
+    params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    print(f"{args.out}: hidden {lm.config.hidden_dim} -> {args.hidden}, {params(lm):,} -> {params(small):,} parameters")
     return 0

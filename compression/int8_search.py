@@ -11,6 +11,11 @@ per-tensor activation scale that dynamic quantisation computes over a batch is s
 near +-1 whatever else is in the batch; hypotheses of different streams batched together hardly
 move each other's numbers. The joiner's encoder projection sees unbounded encoder states, so it
 stays in float (it runs once per chunk anyway).
+
+Which parts pay off was measured afterwards (bench/results/compression_lm.md): the LM's
+512-wide recurrence gains, but the predictor's and joiner's small matrices (256 wide) run slower
+in fbgemm's int8 than in float at 8 rows, so `int8_search: ["lm"]` quantises only the LM;
+`true` keeps meaning every part (what store/int8/1 was sealed with).
 """
 
 from __future__ import annotations
@@ -20,9 +25,22 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Int8Matmul", "quantise_search", "INT8_SEARCH"]
+__all__ = ["Int8Matmul", "quantise_search", "search_parts", "INT8_SEARCH", "PARTS"]
 
-INT8_SEARCH = "int8_search"  # the manifest's `compression` key (a bool)
+INT8_SEARCH = "int8_search"  # the manifest's `compression` key: true (every part) or a list of PARTS
+PARTS = ("lm", "predictor", "joiner")
+
+
+def search_parts(value: bool | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The parts a manifest's `int8_search` value names (true = all, false/[] = none)."""
+    if value is True:
+        return PARTS
+    if not value:
+        return ()
+    unknown = set(value) - set(PARTS)
+    if unknown:
+        raise ValueError(f"int8_search parts must be among {PARTS}, not {sorted(unknown)}")
+    return tuple(value)
 
 
 def _dynamic_linear(weight: Tensor, bias: Tensor | None) -> nn.Module:
@@ -49,16 +67,18 @@ class Int8Matmul(nn.Module):
         return self.linear(x)
 
 
-def quantise_search(model: nn.Module, lm: nn.Module | None = None) -> None:
-    """In place: the predictor's recurrence (read by decoding/transducer_view.py), the joiner's
-    `pred_proj` and `out`, and when given the LM's recurrence and output layer (models/lm.py).
-    Inference only."""
-    p = model.predictor
-    p.hh_int8 = Int8Matmul(p.lstm.weight_hh_l0)
-    j = model.joiner
-    j.pred_proj = _dynamic_linear(j.pred_proj.weight.detach(), j.pred_proj.bias.detach())
-    j.out = _dynamic_linear(j.out.weight.detach(), j.out.bias.detach())
-    if lm is not None:
+def quantise_search(model: nn.Module, lm: nn.Module | None = None, parts: tuple[str, ...] = PARTS) -> None:
+    """In place, for the `parts` named: the predictor's recurrence (read by
+    decoding/transducer_view.py), the joiner's `pred_proj` and `out`, and when given the LM's
+    recurrence and output layer (models/lm.py). Inference only."""
+    if "predictor" in parts:
+        p = model.predictor
+        p.hh_int8 = Int8Matmul(p.lstm.weight_hh_l0)
+    if "joiner" in parts:
+        j = model.joiner
+        j.pred_proj = _dynamic_linear(j.pred_proj.weight.detach(), j.pred_proj.bias.detach())
+        j.out = _dynamic_linear(j.out.weight.detach(), j.out.bias.detach())
+    if lm is not None and "lm" in parts:
         if lm.config.num_layers != 1:
             raise ValueError("int8 search quantises a one-layer LM's recurrence only")
         lm.hh_int8 = Int8Matmul(lm.lstm.weight_hh_l0)

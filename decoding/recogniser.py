@@ -182,10 +182,11 @@ class Recogniser:
         tok = Tokenizer(blob["tokenizer"])
         beam = BeamDecoding.for_model_dir(model, tok, file.parent)
         if manifest is not None and manifest.compression.get("int8_search"):
-            from compression.int8_search import quantise_search
+            from compression.int8_search import quantise_search, search_parts
 
             lm = getattr(beam.search.lm, "lm", None)  # the LSTM LM (an n-gram stays as it is)
-            quantise_search(model, lm if isinstance(lm, torch.nn.Module) else None)
+            quantise_search(model, lm if isinstance(lm, torch.nn.Module) else None,
+                            search_parts(manifest.compression["int8_search"]))
         return cls(model, tok, manifest, beam)
 
     @classmethod

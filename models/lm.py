@@ -61,6 +61,20 @@ class TokenLM(nn.Module):
         logits = self(inp)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
 
+    def distill_loss(self, tokens: torch.Tensor, lengths: torch.Tensor, teacher: "TokenLM",
+                     weight: float) -> torch.Tensor:
+        """(1 - weight) x cross-entropy + weight x KL(teacher || self) per predicted token: how a
+        shrunk LM (compression/shrink_lm.py) learns the full LM's whole next-token distribution,
+        not only the one observed token."""
+        inp, tgt = self._wrap(tokens, lengths)
+        logp = self(inp).log_softmax(-1)
+        with torch.no_grad():
+            t_logp = teacher(inp).log_softmax(-1)
+        mask = tgt != -100
+        ce = F.nll_loss(logp[mask], tgt[mask])
+        kl = (t_logp.exp() * (t_logp - logp)).sum(-1)[mask].mean()
+        return (1.0 - weight) * ce + weight * kl
+
     def sentence_logprob(self, tokens: torch.Tensor, lengths: torch.Tensor, eos: bool = True) -> torch.Tensor:
         """(B,) log P(y) of each sentence (with the end-of-sentence term if `eos`)."""
         inp, tgt = self._wrap(tokens, lengths)

@@ -325,3 +325,71 @@ def test_int8_search_layers_stay_close_to_float_and_the_loader_applies_them():
     assert not torch.equal(q1, lp1) and (q1.exp() - lp1.exp()).abs().max() < 0.02
     assert torch.nn.functional.cosine_similarity(qpred1.flatten(), pred1.flatten(), dim=0) > 0.99
     assert (qlogits.argmax(-1) == logits.argmax(-1)).float().mean() >= 0.8
+
+
+def test_int8_search_parts_quantise_only_what_they_name():
+    from compression.int8_search import quantise_search, search_parts
+    from models.lm import LMConfig, TokenLM
+
+    assert search_parts(True) == ("lm", "predictor", "joiner") and search_parts(False) == ()
+    with pytest.raises(ValueError, match="encoder"):
+        search_parts(["lm", "encoder"])
+    model = small_whisper()
+    lm = TokenLM(LMConfig(vocab_size=40, embed_dim=32, hidden_dim=64)).eval()
+    joiner_out = model.joiner.out
+    quantise_search(model, lm, search_parts(["lm"]))
+    assert hasattr(lm, "hh_int8") and not hasattr(model.predictor, "hh_int8") and model.joiner.out is joiner_out
+
+
+def _text(n: int, vocab: int, seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, vocab, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist()
+            for _ in range(n)]
+
+
+def test_a_shrunk_lm_drops_dead_units_exactly_and_keeps_the_important_ones():
+    """Units whose outputs nothing reads (zero columns in the output layer and the recurrence)
+    have no importance; cutting them leaves every next-token distribution unchanged
+    (compression/shrink_lm.py)."""
+    from compression.shrink_lm import shrink_lm, unit_importance
+    from models.lm import LMConfig, TokenLM
+
+    torch.manual_seed(3)
+    lm = TokenLM(LMConfig(vocab_size=30, embed_dim=16, hidden_dim=24, dropout=0.0)).eval()
+    dead = torch.tensor([1, 4, 5, 9, 13, 17, 20, 23])
+    with torch.no_grad():
+        lm.out.weight[:, dead] = 0.0
+        lm.lstm.weight_hh_l0[:, dead] = 0.0
+    text = _text(20, 30)
+    imp = unit_importance(lm, text)
+    assert imp[dead].max() == 0 and (imp[[i for i in range(24) if i not in dead.tolist()]] > 0).all()
+    small = shrink_lm(lm, 16, imp)
+    assert small.config.hidden_dim == 16
+    x = torch.tensor([t + [0] * (11 - len(t)) for t in text])
+    assert torch.allclose(small(x), lm(x), atol=1e-5)
+    lp, st = lm.init_state(3)
+    slp, sst = small.init_state(3)
+    assert torch.allclose(lp, slp, atol=1e-5)
+    worse = shrink_lm(lm, 16, -imp)  # the dead units kept instead: the distributions change
+    assert not torch.allclose(worse(x), lm(x), atol=1e-3)
+
+
+def test_distilling_an_lm_pulls_it_towards_its_teacher():
+    """`distill_loss` at weight 0 is the cross-entropy; at weight 1 a few updates bring a student's
+    next-token distributions closer to the teacher's (training/lm.py's --teacher)."""
+    from models.lm import LMConfig, TokenLM
+    from training.lm import _batch
+
+    torch.manual_seed(4)
+    teacher = TokenLM(LMConfig(vocab_size=20, embed_dim=16, hidden_dim=32, dropout=0.0)).eval()
+    student = TokenLM(LMConfig(vocab_size=20, embed_dim=16, hidden_dim=8, dropout=0.0))
+    x, lens = _batch(_text(16, 20, seed=1))
+    assert torch.allclose(student.distill_loss(x, lens, teacher, 0.0), student.loss(x, lens))
+    before = student.distill_loss(x, lens, teacher, 1.0).item()
+    opt = torch.optim.Adam(student.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = student.distill_loss(x, lens, teacher, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert student.distill_loss(x, lens, teacher, 1.0).item() < 0.5 * before

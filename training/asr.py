@@ -106,6 +106,7 @@ class TrainConfig:
     seed: int = 1
     max_minutes: float = 90.0  # wall-clock budget of this invocation
     max_steps: int = 0  # 0 = unbounded
+    max_epochs: int = 0  # full passes over the training set in this invocation; 0 = unbounded
     ckpt_minutes: float = 4.0
     eval_minutes: float = 10.0
     eval_steps: list[int] = field(default_factory=list)  # also evaluate at these updates (ablations compare at equal steps)
@@ -529,6 +530,7 @@ class Trainer:
         acc: dict[str, float] = {}
         n_acc = 0
         audio_s = 0.0
+        epochs_run = 0
         while not self._stop:
             items = [it for it in self.train_items() if it.duration <= cfg.max_len_at(self.step)]
             if self.forgetting is not None:  # MEST's data efficiency: skip what is never forgotten
@@ -572,7 +574,13 @@ class Trainer:
                 if cfg.max_len_at(self.step) > limit:
                     break  # curriculum stage changed: rebuild the batches
             else:
+                self._log({"type": "epoch", "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
+                           "utterances": len(items), "batches": len(batches)})
                 self.epoch += 1
+                epochs_run += 1
+                if cfg.max_epochs and epochs_run >= cfg.max_epochs:
+                    self.save()
+                    break
         self.run_eval()
         self.save()
         log.info("stopped at step %d; best dev WER %.1f%%", self.step, self.best)

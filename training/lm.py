@@ -28,7 +28,7 @@ from tqdm import tqdm
 from decoding.ngram import NgramLM
 from decoding.tokenizer import Tokenizer
 from minutes.text import normalise_text
-from models.lm import LMConfig, TokenLM, save_lm
+from models.lm import LMConfig, TokenLM, load_lm, save_lm
 from training.cli import recipe_main, run_recipe
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ class LMRecipe:
     max_minutes: float = 8.0
     max_steps: int = 0  # 0 = unbounded
     eval_every: int = 200
+    # compression (issue 17): start from a shrunk LM (`minutes prune lm`) and distil the full one
+    init_from: str = ""  # an LM checkpoint whose weights (and sizes) start training
+    teacher: str = ""  # an LM checkpoint whose next-token distributions are distilled
+    distill_weight: float = 0.5  # share of the KL-to-teacher term (with a teacher)
     progress: bool = True  # tqdm bar on stderr
     threads: int = 1
     seed: int = 0
@@ -129,7 +133,13 @@ def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], v
                resume: bool = False) -> dict:
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
-    model = TokenLM(LMConfig(vocab, recipe.embed_dim, recipe.hidden_dim, recipe.num_layers, recipe.dropout))
+    if recipe.init_from:  # its own sizes win over the recipe's
+        model = load_lm(recipe.init_from).train()
+        if model.config.vocab_size != vocab:
+            raise ValueError(f"{recipe.init_from} has {model.config.vocab_size} pieces, the tokenizer {vocab}")
+    else:
+        model = TokenLM(LMConfig(vocab, recipe.embed_dim, recipe.hidden_dim, recipe.num_layers, recipe.dropout))
+    teacher = load_lm(recipe.teacher) if recipe.teacher else None
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
     best, step, start, history = float("inf"), 0, time.monotonic(), []
     last = _last_path(recipe)
@@ -147,7 +157,7 @@ def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], v
         rng.shuffle(batches)
         for b in batches:
             x, lens = _batch([train[i] for i in b])
-            loss = model.loss(x, lens)
+            loss = model.loss(x, lens) if teacher is None else model.distill_loss(x, lens, teacher, recipe.distill_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
