@@ -163,6 +163,7 @@ class Transducer(nn.Module):
         normalised: bool = False, transducer: bool = True,
         ctc_targets: Tensor | None = None, ctc_lens: Tensor | None = None,
         distill_targets: list[Tensor | None] | None = None, ctc_paths: bool = False,
+        utterance_rnnt: bool = False,
     ) -> dict[str, Tensor]:
         """Summed losses divided by the number of target tokens in the batch:
         `rnnt`, `ctc` and `ilm` (cross-entropy of the internal LM on the transcript).
@@ -171,7 +172,8 @@ class Transducer(nn.Module):
         `distill_targets`: per utterance a teacher's (frames, distill_dim) states or None; they
         are stretched in time to the utterance's encoder frames (which absorbs tempo
         perturbation) and add `distill` (see `distill_loss`). `ctc_paths` adds the CTC head's
-        argmax path (B, N) and the frame counts `enc_lens` (training/forgetting.py reads them)."""
+        argmax path (B, N) and the frame counts `enc_lens`; `utterance_rnnt` each utterance's
+        transducer loss per target token `rnnt_per_token` (B,) (training/forgetting.py reads them)."""
         x = feats if normalised else self.normalise(feats)
         tap = (self.cfg.distill_layer or self.cfg.encoder.n_layers) if distill_targets is not None else 0
         enc, enc_lens, tapped = self.encoder.forward_tapped(x, feat_lens, tap)
@@ -187,8 +189,11 @@ class Transducer(nn.Module):
         pred = self.predictor(targets)  # (B, U+1, P)
         logits = self.joiner(enc.unsqueeze(2), pred.unsqueeze(1))  # (B, N, U+1, V)
         rnnt = torchaudio.functional.rnnt_loss(
-            logits, targets.int(), enc_lens.int(), target_lens.int(), blank=BLANK, reduction="sum",
+            logits, targets.int(), enc_lens.int(), target_lens.int(), blank=BLANK, reduction="none",
         )
+        if utterance_rnnt:
+            extra["rnnt_per_token"] = rnnt.detach() / target_lens.clamp(min=1).float()
+        rnnt = rnnt.sum()
         ilm_logits = self.ilm_logits(pred[:, :-1])  # (B, U, V), blank masked
         tmask = torch.arange(targets.shape[1], device=targets.device)[None] < target_lens[:, None]
         ilm = F.cross_entropy(ilm_logits[tmask], targets[tmask], reduction="sum")

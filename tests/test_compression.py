@@ -231,7 +231,8 @@ def test_a_pruned_variant_is_sealed_loaded_packed_and_refused_when_tampered(tmp_
         Recogniser.from_store(root, "small/1")
 
 
-def test_sparse_fine_tuning_holds_masks_mutates_with_mest_and_drops_unforgettable_utterances(tmp_path):
+@pytest.mark.parametrize("signal,threshold", [("rnnt", 1e6), ("ctc_cer", 1.0)])
+def test_sparse_fine_tuning_holds_masks_mutates_with_mest_and_drops_unforgettable_utterances(tmp_path, signal, threshold):
     """The trainer on a pruned checkpoint (`minutes prune apply`'s format): masks hold in the raw
     weights, the average and best.pt; MEST's state and the forgetting statistics survive a resume;
     utterances learned at every visit leave later epochs."""
@@ -255,7 +256,7 @@ def test_sparse_fine_tuning_holds_masks_mutates_with_mest_and_drops_unforgettabl
                                    "masks": {k: v.bool() for k, v in masks.items()}})
     cfg = replace(tiny_recipe(tmp_path / "sparse", manifest, max_steps=6), init_from=str(init), sparse_method="mest",
                   mest_interval=2, mest_rate=0.3, mest_end=4, mest_soft_bound=False, drop_unforgettable=True,
-                  forget_min_visits=1, forget_threshold=1.0, forget_max_drop=0.5)
+                  forget_min_visits=1, forget_signal=signal, forget_threshold=threshold, forget_max_drop=0.5)
     Trainer(cfg).run()
     exp = tmp_path / "sparse" / "exp"
     last = torch.load(exp / "last.pt", map_location="cpu", weights_only=False)
@@ -269,7 +270,7 @@ def test_sparse_fine_tuning_holds_masks_mutates_with_mest_and_drops_unforgettabl
     assert not torch.equal(last["masks"][name], masks[name].bool())  # mutated
     logs = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
     drops = [r["dropped"] for r in logs if r["type"] == "forgetting"]
-    assert drops[0] == 0 and max(drops) == 2  # threshold 1.0: all learned; capped at half of 4
+    assert drops[0] == 0 and max(drops) == 2  # every utterance under the threshold: all learned; capped at half of 4
     trainer = Trainer(replace(cfg, max_steps=8), resume=True)
     assert trainer.sparse.updates == 6 and trainer.forgetting.visits == last["forgetting"]["visits"]
 

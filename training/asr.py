@@ -123,7 +123,11 @@ class TrainConfig:
     # batch (training/forgetting.py); utterances learned at every visit are dropped from later
     # epochs (at most forget_max_drop of them)
     drop_unforgettable: bool = False
-    forget_threshold: float = 0.1  # CER at which an utterance counts as learned
+    # what "learned" is measured by: "rnnt", the utterance's transducer loss per target token
+    # (nats), or "ctc_cer", the CTC head's greedy character error rate (a weak CTC head, as
+    # default/10's at 77 % WER, learns nothing by it)
+    forget_signal: str = "rnnt"
+    forget_threshold: float = 0.1  # at or below which an utterance counts as learned
     forget_min_visits: int = 2
     forget_max_drop: float = 0.5
 
@@ -485,16 +489,21 @@ class Trainer:
         self._apply_freeze()
         joint = self.step >= cfg.ctc_only_steps
         losses = self.model.forward_losses(x, fl, y, tl, normalised=True, transducer=joint, ctc_targets=ct, ctc_lens=cl,
-                                           distill_targets=distill, ctc_paths=self.forgetting is not None)
+                                           distill_targets=distill,
+                                           ctc_paths=self.forgetting is not None and cfg.forget_signal == "ctc_cer",
+                                           utterance_rnnt=self.forgetting is not None and cfg.forget_signal == "rnnt")
         forgot: dict[str, float] = {}
         if self.forgetting is not None:
-            from training.forgetting import greedy_ctc_cer
+            if cfg.forget_signal == "ctc_cer":
+                from training.forgetting import greedy_ctc_cer
 
-            paths, lens = losses.pop("ctc_paths"), losses.pop("enc_lens")
-            units = chars if self.model.cfg.ctc_units == "chars" else targets
-            cers = [greedy_ctc_cer(paths[i, : int(lens[i])].tolist(), units[i]) for i in range(len(batch))]
-            forgot = {"forgetting_events": float(self.forgetting.update([it.id for it in batch], cers)),
-                      "learned": sum(c <= cfg.forget_threshold for c in cers) / len(cers)}
+                paths, lens = losses.pop("ctc_paths"), losses.pop("enc_lens")
+                units = chars if self.model.cfg.ctc_units == "chars" else targets
+                errors = [greedy_ctc_cer(paths[i, : int(lens[i])].tolist(), units[i]) for i in range(len(batch))]
+            else:
+                errors = losses.pop("rnnt_per_token").tolist()
+            forgot = {"forgetting_events": float(self.forgetting.update([it.id for it in batch], errors)),
+                      "learned": sum(c <= cfg.forget_threshold for c in errors) / len(errors)}
         if joint:
             ramp = (self.step - cfg.ctc_only_steps) / max(1, cfg.rnnt_ramp_steps)
             w_rnnt = cfg.rnnt_weight * max(0.2, min(1.0, ramp))

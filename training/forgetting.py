@@ -1,9 +1,10 @@
 """Forgetting statistics (Toneva et al. 2019, as MEST uses them, arXiv 2110.14032): which training
 utterances the model learns once and never forgets, so later epochs can skip them.
 
-"Learned" at a visit: the CTC head's greedy output for the utterance, from the forward pass the
-update already made, is within `threshold` character error rate of its transcript (no extra
-decoding). A forgetting event is a visit where an utterance learned at its previous visit is
+"Learned" at a visit: an error measure from the forward pass the update already made (no extra
+decoding) is at or below `threshold`: the utterance's transducer loss per target token
+(`forget_signal = "rnnt"`, the default) or the CTC head's greedy character error rate
+(`"ctc_cer"`; a CTC head as weak as default/10's never learns anything by it). A forgetting event is a visit where an utterance learned at its previous visit is
 no longer learned. After `min_visits` visits, an utterance learned at every visit (so never
 forgotten) is "unforgettable": the trainer drops it from later epochs, at most `max_drop` of
 the data, which saves their share of the training time.
@@ -28,7 +29,7 @@ def greedy_ctc_cer(path: list[int], target: list[int], blank: int = 0) -> float:
 
 @dataclass
 class ForgettingStats:
-    threshold: float = 0.1  # CER at or below which an utterance counts as learned
+    threshold: float = 0.1  # error (loss per token or CER) at or below which an utterance counts as learned
     min_visits: int = 2
     max_drop: float = 0.5  # never drop more than this share of the training items
     visits: dict[str, int] = field(default_factory=dict)
@@ -36,11 +37,11 @@ class ForgettingStats:
     forgotten: dict[str, int] = field(default_factory=dict)  # forgetting events per utterance
     never_learned: set[str] = field(default_factory=set)  # ids not learned at some visit
 
-    def update(self, ids: list[str], cers: list[float]) -> int:
+    def update(self, ids: list[str], errors: list[float]) -> int:
         """Record one visit of each id; returns the forgetting events of this batch."""
         events = 0
-        for i, cer in zip(ids, cers):
-            learned = cer <= self.threshold
+        for i, err in zip(ids, errors):
+            learned = err <= self.threshold
             if self.learned_now.get(i) and not learned:
                 self.forgotten[i] = self.forgotten.get(i, 0) + 1
                 events += 1
