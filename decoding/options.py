@@ -14,6 +14,7 @@ from typing import Any
 __all__ = ["Decoding", "DecodingOptions", "SEARCHES", "SearchRequest"]
 
 SEARCHES = ("greedy", "beam")
+WORD_TIMES = ("aligned", "emission")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class DecodingOptions:
     endpoint_quick_blank: float = 0.16
     endpoint_no_speech: float = 5.0  # s without any token in the segment -> endpoint
     endpoint_max_segment: float = 20.0  # s: a segment this long is closed
+    # Times of final words: "aligned" = forced alignment of the segment's text on the CTC head
+    # (decoding/alignment.py); "emission" = the frames the search emitted them at (what partials
+    # always carry)
+    word_times: str = "aligned"
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
@@ -63,6 +68,8 @@ class DecodingOptions:
             raise ValueError("lm_weight, ilm_weight and hotword_boost must be ≥ 0")
         if self.alternatives < 0:
             raise ValueError("alternatives must be ≥ 0")
+        if self.word_times not in WORD_TIMES:
+            raise ValueError(f"word_times must be one of {WORD_TIMES}, got {self.word_times!r}")
         if self.oov_penalty < 0 or self.chunk_seconds < 0:
             raise ValueError("oov_penalty and chunk_seconds must be ≥ 0")
         for name in ("hotwords", "vocabulary"):

@@ -28,6 +28,7 @@ import torch
 from compression.store import ModelStore, split_ref
 from compression.quantise import apply_compression
 from compression.store.manifest import MANIFEST_NAME, Manifest
+from decoding.alignment import WordTimeShift, align_words
 from decoding.greedy import Emission, ctc_best_path, greedy_search
 from decoding.options import Decoding, DecodingOptions, SearchRequest  # one options object (docs/notes/lm-to-asr.md)
 from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
@@ -71,6 +72,7 @@ class Stream:
     chunk_frames: int = 0  # encoder frames per step (a multiple of the model's chunk; set by new_stream)
     alternatives: list[Alternative] = field(default_factory=list)  # the last closed segment's n best
     levels: FrameLevels | None = None  # audio level per encoder frame (the quick endpoint rule)
+    ctc_frames: list[torch.Tensor] = field(default_factory=list)  # current segment's CTC log-posteriors (aligned word times)
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
         """Float32 mono at the recogniser's sample rate, any length."""
@@ -108,11 +110,12 @@ class Stream:
             if n:  # before the beam restarts: its hypotheses are the segment's alternatives
                 self.alternatives = self._rec.beam.alternatives(self, n, self._rec.words)
             self.emissions = self._rec.beam.reset(self)
-        words = self._words()
+        words = self._rec.aligned(self._words(), self)
         if n and self.beam is None:  # the greedy search's one hypothesis
             score = sum(math.log(max(e.prob, 1e-12)) for e in self.emissions)
             self.alternatives = [Alternative(" ".join(w.text for w in words), 1.0, round(score, 3), tuple(words))] if words else []
         self.emissions = []
+        self.ctc_frames = []
         self.segment_start = self.frames_done
         self.pred_state = self._rec.model.initial_predictor_state(1)
         self.ctc_prev = 0
@@ -154,6 +157,8 @@ class Recogniser:
         # which head decodes by default: the store manifest may say "ctc" when, for a young model,
         # the auxiliary CTC head is the more accurate of the two
         self.default_decoder = extra.get("decoder") or "transducer"
+        # constant correction of aligned word times, measured by bench/word_times.py
+        self.word_time_shift = WordTimeShift.from_dict(extra.get("word_time_shift"))
         self.options = DecodingOptions.from_dict(extra.get("decoding"))  # the model's defaults
         self.beam = beam or BeamDecoding(model, tokenizer)
         self._pieces = self.beam.pieces
@@ -319,6 +324,11 @@ class Recogniser:
             n = enc.shape[1]
             for s, e in zip(ss, enc_state.unstack()):
                 s.enc_state = e
+            align = [i for i, s in enumerate(ss) if self._aligns(s)]
+            if align:  # the CTC head's posteriors, kept until the segment's words are final
+                lp = self.model.ctc(enc[align]).log_softmax(-1)
+                for j, i in enumerate(align):
+                    ss[i].ctc_frames.append(lp[j])
             ctc = [i for i, s in enumerate(ss) if self.decoder_of(s) == "ctc"]
             if ctc:
                 self._ctc_search([ss[i] for i in ctc], enc[ctc])
@@ -383,6 +393,26 @@ class Recogniser:
         if not s.emissions and since * fs >= o.endpoint_no_speech:
             return True
         return (s.frames_done - s.segment_start) * fs >= o.endpoint_max_segment
+
+    def _aligns(self, s: Stream) -> bool:
+        return s.options.word_times == "aligned" and self.model.cfg.ctc_units == "chars"
+
+    def aligned(self, words: list[Word], s: Stream) -> list[Word]:
+        """`words` of the segment `s` is closing with times from forced alignment on the CTC
+        head (decoding/alignment.py), moved by the model's measured shift; the emission times
+        stay where the words cannot be aligned."""
+        if not words or not s.ctc_frames or not self._aligns(s):
+            return words
+        spans = align_words(torch.cat(s.ctc_frames), [w.text for w in words])
+        if spans is None:
+            return words
+        fs, shift, t0 = self.frame_seconds, self.word_time_shift, s.segment_start
+        out = []
+        for w, sp in zip(words, spans):
+            start = max(0.0, (t0 + sp.start) * fs + shift.start)
+            end = max(start + 0.01, (t0 + sp.end) * fs + shift.end)
+            out.append(replace(w, start=round(start, 3), end=round(end, 3)))
+        return out
 
     def decoder_of(self, s: Stream) -> str:
         return s.options.decoder or self.default_decoder
