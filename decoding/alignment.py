@@ -35,6 +35,7 @@ class WordSpan:
     end: int
     first_spike: int  # frame of its first character
     last_spike: int  # frame of its last character
+    support: float = 1.0  # mean CTC posterior of its letters at their spikes (confidence feature)
 
 
 @dataclass(frozen=True)
@@ -89,5 +90,7 @@ def align_words(log_probs: torch.Tensor, words: list[str], blank: int = 0,
     for i, (f, l) in enumerate(zip(firsts, lasts)):
         nxt = firsts[i + 1] if i + 1 < len(firsts) else T
         end = nxt if nxt - l <= max_gap_frames + 1 else l + 1 + max_gap_frames
-        out.append(WordSpan(f, min(end, T), f, l))
+        a, b = bounds[i]
+        support = sum(float(sp.score) for sp in spans[a : b + 1]) / (b - a + 1)
+        out.append(WordSpan(f, min(end, T), f, l, support))
     return out

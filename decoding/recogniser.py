@@ -29,6 +29,7 @@ from compression.store import ModelStore, split_ref
 from compression.quantise import apply_compression
 from compression.store.manifest import MANIFEST_NAME, Manifest
 from decoding.alignment import WordTimeShift, align_words
+from decoding.confidence import ConfidenceModel, word_features
 from decoding.greedy import Emission, ctc_best_path, greedy_search
 from decoding.options import Decoding, DecodingOptions, SearchRequest  # one options object (docs/notes/lm-to-asr.md)
 from decoding.recogniser_beam import BeamDecoding  # beam search / LM fusion / hotwords
@@ -73,6 +74,7 @@ class Stream:
     alternatives: list[Alternative] = field(default_factory=list)  # the last closed segment's n best
     levels: FrameLevels | None = None  # audio level per encoder frame (the quick endpoint rule)
     ctc_frames: list[torch.Tensor] = field(default_factory=list)  # current segment's CTC log-posteriors (aligned word times)
+    final_features: list[list[float]] = field(default_factory=list)  # the last closed segment's words' confidence features
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
         """Float32 mono at the recogniser's sample rate, any length."""
@@ -110,7 +112,8 @@ class Stream:
             if n:  # before the beam restarts: its hypotheses are the segment's alternatives
                 self.alternatives = self._rec.beam.alternatives(self, n, self._rec.words)
             self.emissions = self._rec.beam.reset(self)
-        words = self._rec.aligned(self._words(), self)
+        words, self.final_features = self._rec.final_words_with_features(self)
+        words = self._rec.calibrated(words, self.final_features)
         if n and self.beam is None:  # the greedy search's one hypothesis
             score = sum(math.log(max(e.prob, 1e-12)) for e in self.emissions)
             self.alternatives = [Alternative(" ".join(w.text for w in words), 1.0, round(score, 3), tuple(words))] if words else []
@@ -159,6 +162,8 @@ class Recogniser:
         self.default_decoder = extra.get("decoder") or "transducer"
         # constant correction of aligned word times, measured by bench/word_times.py
         self.word_time_shift = WordTimeShift.from_dict(extra.get("word_time_shift"))
+        # P(word correct) from decoding features (decoding/confidence.py); None: mean posterior
+        self.confidence = ConfidenceModel.from_dict(extra.get("confidence"))
         self.options = DecodingOptions.from_dict(extra.get("decoding"))  # the model's defaults
         self.beam = beam or BeamDecoding(model, tokenizer)
         self._pieces = self.beam.pieces
@@ -397,30 +402,45 @@ class Recogniser:
     def _aligns(self, s: Stream) -> bool:
         return s.options.word_times == "aligned" and self.model.cfg.ctc_units == "chars"
 
-    def aligned(self, words: list[Word], s: Stream) -> list[Word]:
-        """`words` of the segment `s` is closing with times from forced alignment on the CTC
-        head (decoding/alignment.py), moved by the model's measured shift; the emission times
-        stay where the words cannot be aligned."""
-        if not words or not s.ctc_frames or not self._aligns(s):
+    def calibrated(self, words: list[Word], feats: list[list[float]]) -> list[Word]:
+        """`conf` = P(correct) from the model's calibrator when it has one (else the mean posterior)."""
+        if self.confidence is None:
             return words
-        spans = align_words(torch.cat(s.ctc_frames), [w.text for w in words])
-        if spans is None:
-            return words
-        fs, shift, t0 = self.frame_seconds, self.word_time_shift, s.segment_start
-        out = []
-        for w, sp in zip(words, spans):
-            start = max(0.0, (t0 + sp.start) * fs + shift.start)
-            end = max(start + 0.01, (t0 + sp.end) * fs + shift.end)
-            out.append(replace(w, start=round(start, 3), end=round(end, 3)))
-        return out
+        return [replace(w, conf=round(self.confidence.predict(f), 4)) for w, f in zip(words, feats)]
+
+    def final_words_with_features(self, s: Stream) -> tuple[list[Word], list[list[float]]]:
+        """The words of the segment `s` is closing, with each word's confidence features
+        (decoding/confidence.py): times from forced alignment on the CTC head
+        (decoding/alignment.py, moved by the model's measured shift; emission times where the
+        words cannot be aligned), `conf` still the mean posterior (`calibrated` applies the model's)."""
+        groups = self._groups(s.emissions, ctc=self.decoder_of(s) == "ctc")
+        words = [self._word(text, g) for text, g in groups]
+        spans = None
+        if words and s.ctc_frames and self._aligns(s):
+            spans = align_words(torch.cat(s.ctc_frames), [w.text for w in words])
+        if spans is not None:
+            fs, shift, t0 = self.frame_seconds, self.word_time_shift, s.segment_start
+            out = []
+            for w, sp in zip(words, spans):
+                start = max(0.0, (t0 + sp.start) * fs + shift.start)
+                end = max(start + 0.01, (t0 + sp.end) * fs + shift.end)
+                out.append(replace(w, start=round(start, 3), end=round(end, 3)))
+            words = out
+        feats = [word_features([e.prob for e in g], len(w.text), w.end - w.start,
+                               None if spans is None else sp.support)
+                 for w, (_, g), sp in zip(words, groups, spans or [None] * len(words))]
+        return words, feats
 
     def decoder_of(self, s: Stream) -> str:
         return s.options.decoder or self.default_decoder
 
     def words(self, emissions: list[Emission], ctc: bool = False) -> list[Word]:
-        """Tokens -> words with times (s from stream start) and mean-posterior confidence.
+        """Tokens -> words with emission times (s from stream start) and mean-posterior confidence.
         `ctc`: the emissions are the CTC head's units (characters when it predicts those)."""
-        fs = self.frame_seconds
+        return [self._word(text, g) for text, g in self._groups(emissions, ctc)]
+
+    def _groups(self, emissions: list[Emission], ctc: bool = False) -> list[tuple[str, list[Emission]]]:
+        """(word text, its emissions) for every word with letters."""
         pieces = self._ctc_pieces if ctc else self._pieces
         groups: list[list[Emission]] = []
         for e in emissions:
@@ -432,16 +452,21 @@ class Recogniser:
         out = []
         for g in groups:
             text = "".join(pieces[e.token] for e in g).replace("\u2581", "").strip()
-            if not text:
-                continue
-            out.append(Word(text=text, start=round(g[0].frame * fs, 3), end=round((g[-1].frame + 1) * fs, 3),
-                            conf=round(sum(e.prob for e in g) / len(g), 4)))
+            if text:
+                out.append((text, g))
         return out
 
+    def _word(self, text: str, g: list[Emission]) -> Word:
+        fs = self.frame_seconds
+        return Word(text=text, start=round(g[0].frame * fs, 3), end=round((g[-1].frame + 1) * fs, 3),
+                    conf=round(sum(e.prob for e in g) / len(g), 4))
+
     def transcribe(self, audio: np.ndarray, options: DecodingOptions | None = None,
-                   chunk_samples: int | None = None, endpoints: bool = True) -> list[Word]:
+                   chunk_samples: int | None = None, endpoints: bool = True,
+                   features: list[list[float]] | None = None) -> list[Word]:
         """Stream a whole signal through one stream as the server does (chunks of
-        `chunk_samples`, segments closed at endpoints); returns every final word."""
+        `chunk_samples`, segments closed at endpoints); returns every final word. `features`:
+        a list that receives each final word's confidence features (decoding/confidence.py)."""
         s = self.new_stream(options)
         step = chunk_samples or int(s.chunk_seconds * self.sample_rate)
         words: list[Word] = []
@@ -450,11 +475,17 @@ class Recogniser:
             while self.is_ready(s):
                 self.decode_streams([s])
                 if endpoints and not s.flushed and self.is_endpoint(s):
-                    words.extend(s.reset_segment())
+                    close()
+
+        def close() -> None:
+            words.extend(s.reset_segment())
+            if features is not None:
+                features.extend(s.final_features)
 
         for i in range(0, len(audio), step):
             s.accept_waveform(audio[i : i + step])
             drain()
         s.input_finished()
         drain()
-        return words + s.reset_segment()
+        close()
+        return words

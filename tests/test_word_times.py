@@ -57,3 +57,21 @@ def test_aligned_times_fall_inside_the_words_on_real_speech(rec, name):  # noqa:
                 assert r.start - 0.06 <= (w.start + w.end) / 2 <= r.end + 0.06, (w, r)
         errors[how] = statistics.fmean(abs(w.start - r.start) + abs(w.end - r.end) for w, r in hits)
     assert errors["aligned"] < errors["emission"], errors
+
+
+def test_the_confidence_model_round_trips_and_refuses_other_features():
+    """The calibrator the manifest carries (decoding/confidence.py): monotone in a feature with
+    a positive weight, identical after a JSON round trip, refused when fitted on other features."""
+    import json
+
+    from decoding.confidence import FEATURES, ConfidenceModel, word_features
+
+    m = ConfidenceModel([0.0] * 6, [1.0] * 6, [2.0, 0, 0, 1.0, 0, 0], 0.5)
+    sure = word_features([0.95, 0.9], 5, 0.4, 0.9)
+    unsure = word_features([0.3, 0.1], 5, 0.4, 0.2)
+    assert 0 < m.predict(unsure) < m.predict(sure) < 1
+    again = ConfidenceModel.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert again.predict(sure) == m.predict(sure)
+    assert ConfidenceModel.from_dict(None) is None
+    with pytest.raises(ValueError, match="fitted on"):
+        ConfidenceModel([0.0] * 6, [1.0] * 6, [0.0] * 6, 0.0, features=tuple(reversed(FEATURES)))

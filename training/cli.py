@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from training import punctuation  # `minutes train punctuation` (readable transcripts, issue 16)
 
     punctuation.register(tsub)
+    from training import confidence  # `minutes train confidence` (issue 18)
+
+    confidence.register(tsub)
 
 
 def run_asr(args: argparse.Namespace) -> int:

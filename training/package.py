@@ -68,7 +68,8 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
             store_root: Path = REPO / "store", description: str = "", half: bool = False,
             decoding: dict[str, Any] | None = None, lm: Path | None = None,
             compression: dict[str, Any] | None = None, base: str | None = None,
-            lexicon: Path | None = None, batch_chunk_seconds: float | None = None) -> Path:
+            lexicon: Path | None = None, batch_chunk_seconds: float | None = None,
+            word_time_shift: dict[str, float] | None = None, confidence: dict[str, Any] | None = None) -> Path:
     """`half`: weights stored as float16 (half the bytes in git; see `save_checkpoint`).
     `lm`: an external LM (training/lm.py's LSTM checkpoint) over this model's pieces, sealed
     beside model.pt as `lm.pt` so the version's fusion defaults (`decoding`) always find the
@@ -77,6 +78,8 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
     `oov_penalty`; re-written by `Lexicon.write`, so its bytes (and sha256) depend only on the words.
     `batch_chunk_seconds`: the chunk a file sent to the REST API is decoded with (a multiple of
     the trained chunk; docs/protocol.md "Chunk width"), measured by bench/asr_chunks.py.
+    `word_time_shift`: seconds added to aligned word starts/ends (bench/word_times.py measures it);
+    `confidence`: the word-confidence calibrator (training/confidence.py's output).
     `compression`: the manifest's record of what the loader does to the weights, e.g.
     `{"int8_dynamic": ["encoder"]}` (compression/quantise.py).
     `decoding`: the model's own decoding defaults (`DecodingOptions` fields, e.g. the blank
@@ -150,7 +153,9 @@ def package(checkpoint: Path, name: str, version: str, metrics: dict[str, Any], 
                  **({"decoding": decoding} if decoding else {}),
                  **({"lm": lm_extra} if lm_extra else {}),
                  **({"lexicon": lexicon_extra} if lexicon_extra else {}),
-                 **({"batch_chunk_seconds": batch_chunk_seconds} if batch_chunk_seconds else {})}
+                 **({"batch_chunk_seconds": batch_chunk_seconds} if batch_chunk_seconds else {}),
+                 **({"word_time_shift": word_time_shift} if word_time_shift else {}),
+                 **({"confidence": confidence} if confidence else {})}
         m = store.publish(
             t, name, WHISPER_ARCHITECTURE if whisper else ARCHITECTURE, version=version, parameters=model.num_params(),
             sparsity=encoder_sparsity(model, base, store_root),
@@ -215,6 +220,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default=None, help="the store model this one derives from (name/version)")
     p.add_argument("--compression", type=json.loads, default=None,
                    help='what the loader does to the weights, e.g. \'{"int8_dynamic": ["encoder"]}\'')
+    p.add_argument("--word-time-shift", type=json.loads, default=None,
+                   help='aligned word-time correction in s, e.g. \'{"start": -0.1, "end": -0.04}\' (bench/word_times.py)')
+    p.add_argument("--confidence", type=Path, default=None, help="calibrator JSON from `minutes train confidence`")
     p.set_defaults(func=run)
 
 
@@ -222,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     out = package(args.checkpoint, args.name, args.version, metrics, args.decoder, args.store, args.description,
                   args.half, args.decoding, args.lm, args.compression, args.base,
-                  args.lexicon, args.batch_chunk_seconds)
+                  args.lexicon, args.batch_chunk_seconds, args.word_time_shift,
+                  json.loads(args.confidence.read_text()) if args.confidence else None)
     print(out)
     return 0
