@@ -13,9 +13,10 @@ move each other's numbers. The joiner's encoder projection sees unbounded encode
 stays in float (it runs once per chunk anyway).
 
 Which parts pay off was measured afterwards (bench/results/compression_lm.md): the LM's
-512-wide recurrence gains, but the predictor's and joiner's small matrices (256 wide) run slower
-in fbgemm's int8 than in float at 8 rows, so `int8_search: ["lm"]` quantises only the LM;
-`true` keeps meaning every part (what store/int8/1 was sealed with).
+512-wide recurrence gains; the predictor's and joiner's 256-wide matrices made greedy and no-LM
+search slower in one run and were within noise with the LM in another. So the parts are
+selectable: `int8_search: ["lm"]` quantises only the LM; `true` keeps meaning every part (what
+store/int8/1 was sealed with).
 """
 
 from __future__ import annotations

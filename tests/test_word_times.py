@@ -75,3 +75,24 @@ def test_the_confidence_model_round_trips_and_refuses_other_features():
     assert ConfidenceModel.from_dict(None) is None
     with pytest.raises(ValueError, match="fitted on"):
         ConfidenceModel([0.0] * 6, [1.0] * 6, [0.0] * 6, 0.0, features=tuple(reversed(FEATURES)))
+
+
+@pytest.mark.skipif(not SO.is_dir(), reason="speechocean762 is not at ../shared/data")
+def test_served_confidence_separates_right_from_wrong_words(rec):  # noqa: F811
+    """The default model's `conf` is its calibrator's P(correct) (training/confidence.py): on a
+    slice of real speech it ranks the words the recogniser got right above the ones it got
+    wrong (AUC > 0.7) and means what it says on average (within 0.15 of the accuracy)."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.confidence import label_words
+
+    assert rec.confidence is not None, "the served default ships no confidence calibrator"
+    names = sorted(p.relative_to(SO / "audio").with_suffix("").as_posix() for p in (SO / "audio").glob("*/*.flac"))
+    y, conf = [], []
+    for name in names[:: max(1, len(names) // 30)][:30]:
+        words = rec.transcribe(clip(name), rec.options, chunk_samples=1600)
+        y += label_words(reference(name).split(), [w.text for w in words])
+        conf += [w.conf for w in words]
+    assert 0 < sum(y) < len(y), "a slice with no wrong (or no right) words cannot test confidence"
+    assert roc_auc_score(y, conf) > 0.7
+    assert abs(statistics.fmean(conf) - statistics.fmean(y)) < 0.15

@@ -5,10 +5,11 @@ held-out decodes, and measure it against the raw mean posterior.
 
 The served decoding of `--model` transcribes utterances the model never trained on; each final
 word is labelled correct when a word-level diff against the transcript matches it. A logistic
-regression (scikit-learn) is fitted on one half of the speakers of `--fit` and scored on the
-other half and on every `--eval` set: AUC (does conf rank right words above wrong ones) and NCE
+regression (scikit-learn) is fitted on one half of the speakers of each `--fit` set and scored
+on the other halves and on every `--eval` set: AUC (does conf rank right words above wrong ones) and NCE
 (normalised cross-entropy: information over always saying the base rate; below 0 = worse than
-that). The result JSON is the manifest's `extra.confidence` (with its metrics), and a
+that). Fitting on two kinds of speech (real non-native, synthetic native) keeps it from learning
+one domain's base rate; the far-field set is held out whole. The result JSON is the manifest's `extra.confidence` (with its metrics), and a
 reliability plot (accuracy per confidence bin) is drawn beside it.
 """
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SO_DEV = "/work/data/corpus/speechocean762/dev.jsonl"  # real non-native speech, never trained on
 NATIVE = "/work/data/corpus/native/test.jsonl"  # held-out TTS voices and sentences
+SINGLE = "/work/data/corpus/single/test.jsonl"  # TTS through simulated rooms (far field), held out
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Decodes:
     y: np.ndarray  # (N,) 1 = correct
     raw: np.ndarray  # (N,) mean token posterior
     speaker: list[str]
+    utterance: list[str]
 
 
 def label_words(ref: list[str], hyp: list[str]) -> list[int]:
@@ -56,7 +59,7 @@ def decode_set(rec, manifest: str, limit: int = 0) -> Decodes:
     from corpus.manifest import read_manifest, resolve_audio
     from training.data import load_audio
 
-    xs, ys, raw, spk = [], [], [], []
+    xs, ys, raw, spk, utt = [], [], [], [], []
     for r in tqdm(list(read_manifest(manifest))[: limit or None], desc=Path(manifest).parent.name):
         feats: list[list[float]] = []
         audio = load_audio(str(resolve_audio(r, manifest)), 16000).numpy()
@@ -65,7 +68,8 @@ def decode_set(rec, manifest: str, limit: int = 0) -> Decodes:
         xs += feats
         raw += [math.exp(f[0]) for f in feats]
         spk += [r.speaker or r.id] * len(words)
-    return Decodes(np.array(xs, dtype=np.float64).reshape(-1, 6), np.array(ys), np.array(raw), spk)
+        utt += [r.id] * len(words)
+    return Decodes(np.array(xs, dtype=np.float64).reshape(-1, 6), np.array(ys), np.array(raw), spk, utt)
 
 
 def nce(y: np.ndarray, p: np.ndarray) -> float:
@@ -132,13 +136,19 @@ def run(args: argparse.Namespace) -> dict:
     folder, manifest = ModelStore(Path(__file__).resolve().parent.parent / "store").resolve(*split_ref(args.model))
     rec = Recogniser.load(folder, manifest)
     rec.confidence = None  # features and raw posteriors, whatever the model ships
-    fit_set = decode_set(rec, args.fit, args.limit)
-    a = np.array([half(s) == 0 for s in fit_set.speaker])
-    if a.all() or not a.any() or len(set(fit_set.y[a])) < 2:
-        raise SystemExit(f"{args.fit}: too few speakers or words to fit on one half and hold out the other")
-    train = Decodes(fit_set.x[a], fit_set.y[a], fit_set.raw[a], [])
+    parts, held = [], {}
+    for path in args.fit:  # half of each set's speakers fit, the other half is held out
+        d = decode_set(rec, path, args.limit)
+        a = np.array([half(s) == 0 for s in d.speaker])
+        if a.all() or not a.any():  # too few speakers to split (two TTS voices): split utterances
+            a = np.array([half(u) == 0 for u in d.utterance])
+        if a.all() or not a.any() or len(set(d.y[a])) < 2:
+            raise SystemExit(f"{path}: too few speakers or words to fit on one half and hold out the other")
+        parts.append(Decodes(d.x[a], d.y[a], d.raw[a], [], []))
+        held[f"{Path(path).parent.name} (other half)"] = Decodes(d.x[~a], d.y[~a], d.raw[~a], [], [])
+    train = Decodes(np.concatenate([d.x for d in parts]), np.concatenate([d.y for d in parts]),
+                    np.concatenate([d.raw for d in parts]), [], [])
     model = fit(train)
-    held = {f"{Path(args.fit).parent.name} (other speakers)": Decodes(fit_set.x[~a], fit_set.y[~a], fit_set.raw[~a], [])}
     for path in args.eval:
         held[Path(path).parent.name] = decode_set(rec, path, args.limit)
     metrics, plots = {}, {}
@@ -148,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
         plots[name] = (d.y, d.raw, cal)
         log.info("%s: %s", name, metrics[name])
     model = type(model)(model.mean, model.scale, model.coef, model.intercept, metrics=metrics | {
-        "fitted_on": f"{args.fit}: {int(a.sum())} words of half its speakers", "model": args.model})
+        "fitted_on": f"{len(train.y)} words of half the speakers of {', '.join(args.fit)}", "model": args.model})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(model.to_dict(), indent=2) + "\n")
     reliability_plot(args.out.with_suffix(".png"), plots)
@@ -159,8 +169,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("confidence", help="word-confidence calibrator on held-out decodes", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default/10", help="store version whose served decoding is calibrated")
-    p.add_argument("--fit", default=SO_DEV, help="manifest: half its speakers fit, the other half is held out")
-    p.add_argument("--eval", action="append", default=None, help=f"further held-out manifests (default: {NATIVE})")
+    p.add_argument("--fit", action="append", default=None,
+                   help=f"manifests: half of each one's speakers (or utterances, with too few speakers) fit, "
+                        f"the other half is held out (default: {SO_DEV} and {NATIVE})")
+    p.add_argument("--eval", action="append", default=None, help=f"further held-out manifests (default: {SINGLE})")
     p.add_argument("--limit", type=int, default=0, help="utterances per set (0 = all)")
     p.add_argument("--out", type=Path, default=Path("/work/data/exp/confidence/confidence.json"))
     p.set_defaults(func=run_cli)
@@ -168,7 +180,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
+    args.fit = args.fit or [SO_DEV, NATIVE]
     if args.eval is None:
-        args.eval = [NATIVE]
+        args.eval = [SINGLE]
     print(json.dumps(run(args)["metrics"], indent=2))
     return 0
