@@ -58,7 +58,14 @@ class TransducerConfig:
                            num_mel_bins=self.encoder.n_mels)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As saved in checkpoints. A whisper encoder's per-layer sizes are written only when a
+        pruning made them differ (empty lists are the uniform default): an unpruned model's
+        config, and so its checkpoint bytes and checksum, stay what they were before pruning existed."""
+        d = asdict(self)
+        for name in ("ff_dims", "layer_heads"):
+            if name in d["encoder"] and not d["encoder"][name]:
+                del d["encoder"][name]
+        return d
 
 
 @dataclass

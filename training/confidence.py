@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> dict:
         plots[name] = (d.y, d.raw, cal)
         log.info("%s: %s", name, metrics[name])
     model = type(model)(model.mean, model.scale, model.coef, model.intercept, metrics=metrics | {
-        "fitted_on": f"{len(train.y)} words of half the speakers of {', '.join(args.fit)}", "model": args.model})
+        "fitted_on": f"{len(train.y)} words: half of {', '.join(args.fit)} (by speaker; by utterance where a set has "
+                     f"too few speakers)", "model": args.model})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(model.to_dict(), indent=2) + "\n")
     reliability_plot(args.out.with_suffix(".png"), plots)
