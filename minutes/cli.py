@@ -38,6 +38,7 @@ COMMANDS: dict[str, Command] = {
     "diarise": Command("diarisation.cli", "speaker turns and azimuths of a multi-channel recording"),
     "store": Command("compression.store.cli", "list, verify and choose models of the store"),
     "prune": Command("compression.cli", "pruning plans, latency table and pruned checkpoints"),
+    "adapt": Command("training.adapt", "text-only domain adaptation (ILMA) into a new store version"),
 }
 
 
