@@ -5,7 +5,7 @@ each part (nothing is re-measured here):
 - confidence: the served model's calibrator metrics, held out (`minutes train confidence`, sealed
   in the store manifest's `extra.confidence`);
 - fusion: bench/results/asr_lm.json (`python -m bench.asr_lm`);
-- adaptation: not measured yet (listed as missing, not as zero).
+- adaptation: bench/results/adaptation.json (`python -m bench.adaptation`), ILMA only so far.
 
     python -m bench.deployment [--model default]
 """
@@ -55,8 +55,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default")
     args = p.parse_args()
+    adaptation = json.loads((RESULTS / "adaptation.json").read_text())
     doc = {"word_times": word_times(), "confidence": confidence(args.model), "fusion": fusion(),
-           "adaptation": {}, "missing": ["adaptation (splice, ilma, tts)", "fusion: MWER, MWER-SF, MWER-ILME of the real default"]}
+           "adaptation": adaptation["adaptation"],
+           "missing": ["adaptation by splicing and by TTS", "fusion: MWER, MWER-SF, MWER-ILME of the real default"]}
     (RESULTS / "deployment.json").write_text(json.dumps(doc, indent=2) + "\n")
     wt, cf, fu = doc["word_times"], doc["confidence"], doc["fusion"]
     lines = ["# The transducer in deployment (issue 18), assembled by `bench/deployment.py`", "",
@@ -71,6 +73,9 @@ def main() -> None:
              "| set | raw mean posterior AUC | raw NCE | calibrated AUC | calibrated NCE |", "|---|---|---|---|---|"]
     for name, m in cf["sets"].items():
         lines.append(f"| {name} | {m['raw']['auc']} | {m['raw']['nce']} | {m['calibrated']['auc']} | {m['calibrated']['nce']} |")
+    lines += ["", f"## Text-only adaptation (new domain: software licences, `adaptation.md`)", "",
+              "| method | WER new domain | WER source domain |", "|---|---|---|"]
+    lines += [f"| {m} | {v['target_wer']} % | {v['source_wer']} % |" for m, v in doc["adaptation"].items()]
     lines += ["", f"## LM fusion on real speech (model {fu['model']}, `asr_lm.md`)", "",
               "| set | " + " | ".join(next(v for k, v in fu.items() if k != "model")) + " |",
               "|---" * (1 + len(next(v for k, v in fu.items() if k != "model"))) + "|"]
