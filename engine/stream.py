@@ -13,7 +13,7 @@ import collections
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import numpy as np
@@ -111,6 +111,8 @@ class EngineStream:
         chunk = spec.chunk_seconds if spec.chunk_seconds is not None else (rec.batch_chunk_seconds if spec.file else None)
         options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search, chunk,
                                           spec.alternatives)  # what is applied, for `ready`
+        if options.word_times != spec.word_times:
+            options = replace(options, word_times=spec.word_times)
         self.rs: RecogniserStream = rec.new_stream(options)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)
         self.diariser = diariser  # None: no diarisation (not asked, no geometry, or it failed)

@@ -16,10 +16,11 @@ from engine.spec import StreamSpec
 MAX_TEXT_BYTES = 64 * 1024
 START_FIELDS = {"type", "sample_rate", "encoding", "channels", "array", "options"}
 OPTION_FIELDS = {"partials", "hotwords", "hotword_boost", "diarisation", "model", "channel", "format", "search",
-                 "chunk_seconds", "alternatives"}
+                 "chunk_seconds", "alternatives", "word_times"}
 MAX_ALTERNATIVES = 10  # each is a beam hypothesis: the beam widens to hold them
 MAX_CHUNK_SECONDS = 10.0  # the recogniser rounds to a multiple of its chunk (at most 8 of them)
 TEXT_FORMATS = ("display", "raw")  # cased and punctuated words | the recogniser's normalised tokens
+WORD_TIMES = ("aligned", "emission")  # finals' word times: forced alignment | the search's emission frames
 # Hotword limits (docs/protocol.md): the trie and the per-frame bonus rows grow with them, so a
 # client cannot make one stream's search arbitrarily slow for everyone on its batch.
 MAX_HOTWORDS, MAX_HOTWORD_CHARS, MAX_HOTWORD_BOOST = 100, 100, 10.0
@@ -161,6 +162,12 @@ def parse_text_format(value: Any, code: str = "invalid_start", field: str = "opt
     return value
 
 
+def parse_word_times(value: Any, code: str = "invalid_start", field: str = "options.word_times") -> str:
+    if value not in WORD_TIMES:
+        raise ProtocolError(code, f"{field} must be one of {list(WORD_TIMES)}")
+    return value
+
+
 def parse_model(value: Any, code: str, field: str) -> str:
     """A model reference, `name` or `name/version` (e.g. `default/5`), checked for its shape
     only; whether the store has it is the engine's `unknown_model`."""
@@ -218,6 +225,7 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         search=parse_search(options.get("search")),
         chunk_seconds=parse_chunk_seconds(options.get("chunk_seconds")),
         alternatives=_int(options.get("alternatives", 0), "options.alternatives", 0, MAX_ALTERNATIVES),
+        word_times=parse_word_times(options.get("word_times", "aligned")),
     )
 
 

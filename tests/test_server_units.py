@@ -64,6 +64,8 @@ def test_parse_start_accepts_presets_geometry_and_defaults():
     assert spec.hotwords == ("KALMAN FILTER", "SEVEN MICS")  # normalised like the model's text
     spec = parse_start({"type": "start", "sample_rate": 16000})
     assert (spec.channels, spec.encoding, spec.geometry, spec.diarisation, spec.channel) == (1, "pcm_s16le", None, False, "mean")
+    assert spec.word_times == "aligned"
+    assert parse_start({"type": "start", "sample_rate": 16000, "options": {"word_times": "emission"}}).word_times == "emission"
     spec = parse_start({"type": "start", "sample_rate": 8000, "channels": 2,
                         "array": [[-0.05, 0, 0], [0.05, 0, 0]], "options": {"channel": 1, "diarisation": False}})
     assert spec.preset is None and spec.channel == 1 and spec.diarisation is False
@@ -91,6 +93,7 @@ def test_parse_start_accepts_presets_geometry_and_defaults():
     ({"type": "start", "sample_rate": 16000, "options": {"model": "default/"}}, "options.model"),
     ({"type": "start", "sample_rate": 16000, "options": {"model": "default/5/6"}}, "options.model"),
     ({"type": "start", "sample_rate": 16000, "options": {"model": "../default"}}, "options.model"),
+    ({"type": "start", "sample_rate": 16000, "options": {"word_times": "exact"}}, "options.word_times"),
 ])
 def test_parse_start_names_the_bad_field(msg, field):
     with pytest.raises(ProtocolError) as e:
