@@ -48,7 +48,8 @@ def candidates(store: ModelStore) -> list[Candidate]:
 
 
 def choose_by_budget(store: ModelStore, budget: float, verify: bool = True) -> Candidate:
-    """The lowest-WER candidate with `rtf` <= `budget` (ties: the faster); a `StoreError`
+    """The lowest-WER candidate with `rtf` <= `budget` (ties: the faster, then the newer version:
+    a re-sealed variant with the same measured numbers supersedes its predecessor); a `StoreError`
     naming the fastest one when none fits. With `verify`, a candidate whose files do not match
     its manifest is passed over (with a warning): a budget never selects a model that cannot load."""
     pool = candidates(store)
@@ -59,7 +60,8 @@ def choose_by_budget(store: ModelStore, budget: float, verify: bool = True) -> C
         fastest = min(pool, key=lambda c: c.rtf)
         raise StoreError(f"no model fits a latency budget of RTF {budget:g}; the fastest is {fastest.ref} "
                          f"at {fastest.rtf:g}")
-    for c in sorted(fits, key=lambda c: (c.wer, c.rtf)):
+    order = {c.ref: i for i, c in enumerate(pool)}  # store order: a name's versions oldest first
+    for c in sorted(fits, key=lambda c: (c.wer, c.rtf, -order[c.ref])):
         if not verify:
             return c
         try:
