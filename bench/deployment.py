@@ -4,7 +4,8 @@ each part (nothing is re-measured here):
 - word times: bench/results/word_times.json (`python -m bench.word_times`);
 - confidence: the served model's calibrator metrics, held out (`minutes train confidence`, sealed
   in the store manifest's `extra.confidence`);
-- fusion: bench/results/asr_lm.json (`python -m bench.asr_lm`);
+- fusion: bench/results/fusion_real.json (`python -m bench.fusion_real`: the real default with the
+  MWER family), else bench/results/asr_lm.json (default/8, no MWER);
 - adaptation: bench/results/adaptation.json (`python -m bench.adaptation`), ILMA only so far.
 
     python -m bench.deployment [--model default]
@@ -44,8 +45,16 @@ def confidence(model: str) -> dict:
 
 
 def fusion() -> dict:
+    real = RESULTS / "fusion_real.json"
+    if real.exists():
+        d = json.loads(real.read_text())
+        out: dict = {"model": d["base"]}
+        for method, per_set in d["results"].items():
+            for s, v in per_set.items():
+                out.setdefault(s, {})[method] = {"wer": v["wer"], "rtf": v["rtf"]}
+        return out
     d = json.loads((RESULTS / "asr_lm.json").read_text())
-    out: dict = {"model": d["model"]}
+    out = {"model": d["model"]}
     for r in d["final"]:
         out.setdefault(r["set"], {})[r["config"]] = {"wer": r["wer"], "rtf": r["rtf_cpu"]}
     return out
@@ -56,11 +65,16 @@ def main() -> None:
     p.add_argument("--model", default="default")
     args = p.parse_args()
     adaptation = json.loads((RESULTS / "adaptation.json").read_text())
-    doc = {"word_times": word_times(), "confidence": confidence(args.model), "fusion": fusion(),
+    fu = fusion()
+    doc = {"word_times": word_times(), "confidence": confidence(args.model),
+           "fusion": {k: {m: v["wer"] for m, v in row.items()} for k, row in fu.items() if k != "model"},
+           "fusion_rtf": {k: {m: v["rtf"] for m, v in row.items()} for k, row in fu.items() if k != "model"},
+           "fusion_model": fu["model"],
            "adaptation": adaptation["adaptation"],
-           "missing": ["adaptation by splicing and by TTS", "fusion: MWER, MWER-SF, MWER-ILME of the real default"]}
+           "missing": ["adaptation by splicing and by TTS"] + ([] if (RESULTS / "fusion_real.json").exists() else
+                                                                ["fusion: MWER, MWER-SF, MWER-ILME of the real default"])}
     (RESULTS / "deployment.json").write_text(json.dumps(doc, indent=2) + "\n")
-    wt, cf, fu = doc["word_times"], doc["confidence"], doc["fusion"]
+    wt, cf = doc["word_times"], doc["confidence"]
     lines = ["# The transducer in deployment (issue 18), assembled by `bench/deployment.py`", "",
              "## Word times of final words", "",
              f"Model {wt['model']}; reference: {wt['reference']} (real speech, {REAL}); details in `word_times.md`.", "",
@@ -76,7 +90,8 @@ def main() -> None:
     lines += ["", f"## Text-only adaptation (new domain: software licences, `adaptation.md`)", "",
               "| method | WER new domain | WER source domain |", "|---|---|---|"]
     lines += [f"| {m} | {v['target_wer']} % | {v['source_wer']} % |" for m, v in doc["adaptation"].items()]
-    lines += ["", f"## LM fusion on real speech (model {fu['model']}, `asr_lm.md`)", "",
+    source = "fusion_real.md" if (RESULTS / "fusion_real.json").exists() else "asr_lm.md"
+    lines += ["", f"## LM fusion and MWER on real speech (model {fu['model']}, `{source}`)", "",
               "| set | " + " | ".join(next(v for k, v in fu.items() if k != "model")) + " |",
               "|---" * (1 + len(next(v for k, v in fu.items() if k != "model"))) + "|"]
     for name, row in fu.items():
