@@ -54,12 +54,16 @@ class WordTimeShift:
 _CHARS = CharTokenizer()
 
 
+MAX_FRAMES = 3000  # 2 min of 40 ms frames: the Viterbi pass costs frames x letters
+
+
 def align_words(log_probs: torch.Tensor, words: list[str], blank: int = 0,
-                max_gap_frames: int = 3) -> list[WordSpan] | None:
+                max_gap_frames: int = 3, max_frames: int = MAX_FRAMES) -> list[WordSpan] | None:
     """Frames of each word in `log_probs` (T, C): the CTC head's log-posteriors over the
     character units (decoding/tokenizer.py `CharTokenizer`) for the stretch the words were
     spoken in. None when the words cannot be aligned (no letters, or more characters than
-    frames allow).
+    frames allow) or the stretch is longer than `max_frames` (a segment never is: endpoints
+    close one at 20 s; a whole file decoded without endpoints keeps its emission times).
 
     A word runs from its first spike to the next word's first spike, except that when more
     than `max_gap_frames` frames separate its last spike from the next word's first (a pause),
@@ -76,6 +80,8 @@ def align_words(log_probs: torch.Tensor, words: list[str], blank: int = 0,
         bounds.append((len(flat), len(flat) + len(t) - 1))
         flat.extend(t)
     T = log_probs.shape[0]
+    if T > max_frames:
+        return None
     repeats = sum(a == b for a, b in zip(flat, flat[1:]))
     if T < len(flat) + repeats:
         return None

@@ -35,6 +35,7 @@ def test_words_span_from_their_first_spike_to_the_next_word_or_a_short_tail():
     assert (spans[1].start, spans[1].end) == (8, 15)  # a pause follows: 3 frames after its last spike
     assert align_words(_spiky(3, {}), ["HELLO"]) is None  # more letters than frames
     assert align_words(lp, ["<unk>"]) is None  # nothing to align
+    assert align_words(lp, ["HI", "YOU"], max_frames=29) is None  # too long a stretch: emission times stay
 
 
 @pytest.mark.skipif(not SO.is_dir(), reason="speechocean762 is not at ../shared/data")
