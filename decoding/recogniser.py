@@ -74,7 +74,7 @@ class Stream:
     alternatives: list[Alternative] = field(default_factory=list)  # the last closed segment's n best
     levels: FrameLevels | None = None  # audio level per encoder frame (the quick endpoint rule)
     ctc_frames: list[torch.Tensor] = field(default_factory=list)  # current segment's CTC log-posteriors (aligned word times)
-    final_features: list[list[float]] = field(default_factory=list)  # the last closed segment's words' confidence features
+    final_features: list[list[float] | None] = field(default_factory=list)  # the last closed segment's words' confidence features
 
     def accept_waveform(self, samples: np.ndarray | list[float]) -> None:
         """Float32 mono at the recogniser's sample rate, any length."""
@@ -333,7 +333,7 @@ class Recogniser:
             if align:  # the CTC head's posteriors, kept until the segment's words are final
                 lp = self.model.ctc(enc[align]).log_softmax(-1)
                 for j, i in enumerate(align):
-                    ss[i].ctc_frames.append(lp[j])
+                    ss[i].ctc_frames.append(lp[j].clone())  # not a view: the batch's tensor is freed
             ctc = [i for i, s in enumerate(ss) if self.decoder_of(s) == "ctc"]
             if ctc:
                 self._ctc_search([ss[i] for i in ctc], enc[ctc])
@@ -400,36 +400,42 @@ class Recogniser:
         return (s.frames_done - s.segment_start) * fs >= o.endpoint_max_segment
 
     def _aligns(self, s: Stream) -> bool:
-        return s.options.word_times == "aligned" and self.model.cfg.ctc_units == "chars"
+        """Whether the stream's segments are aligned on the CTC head: for aligned word times and
+        for the confidence features, so whenever the model has a character CTC head."""
+        return self.model.cfg.ctc_units == "chars"
 
-    def calibrated(self, words: list[Word], feats: list[list[float]]) -> list[Word]:
-        """`conf` = P(correct) from the model's calibrator when it has one (else the mean posterior)."""
+    def calibrated(self, words: list[Word], feats: list[list[float] | None]) -> list[Word]:
+        """`conf` = P(correct) from the model's calibrator when it has one and the word has
+        features (else the mean posterior)."""
         if self.confidence is None:
             return words
-        return [replace(w, conf=round(self.confidence.predict(f), 4)) for w, f in zip(words, feats)]
+        return [w if f is None else replace(w, conf=round(self.confidence.predict(f), 4)) for w, f in zip(words, feats)]
 
-    def final_words_with_features(self, s: Stream) -> tuple[list[Word], list[list[float]]]:
+    def final_words_with_features(self, s: Stream) -> tuple[list[Word], list[list[float] | None]]:
         """The words of the segment `s` is closing, with each word's confidence features
-        (decoding/confidence.py): times from forced alignment on the CTC head
-        (decoding/alignment.py, moved by the model's measured shift; emission times where the
-        words cannot be aligned), `conf` still the mean posterior (`calibrated` applies the model's)."""
+        (decoding/confidence.py): times from forced alignment on the CTC head when the stream
+        asks for them (decoding/alignment.py, moved by the model's measured shift; emission
+        times otherwise, and where the words cannot be aligned), `conf` still the mean posterior
+        (`calibrated` applies the model's). The features always come from the alignment (the
+        calibrator was fitted on aligned words), whichever times are reported; a word of a
+        segment that cannot be aligned has None (it keeps its mean posterior)."""
         groups = self._groups(s.emissions, ctc=self.decoder_of(s) == "ctc")
         words = [self._word(text, g) for text, g in groups]
         spans = None
         if words and s.ctc_frames and self._aligns(s):
             spans = align_words(torch.cat(s.ctc_frames), [w.text for w in words])
-        if spans is not None:
-            fs, shift, t0 = self.frame_seconds, self.word_time_shift, s.segment_start
-            out = []
-            for w, sp in zip(words, spans):
-                start = max(0.0, (t0 + sp.start) * fs + shift.start)
-                end = max(start + 0.01, (t0 + sp.end) * fs + shift.end)
-                out.append(replace(w, start=round(start, 3), end=round(end, 3)))
-            words = out
-        feats = [word_features([e.prob for e in g], len(w.text), w.end - w.start,
-                               None if spans is None else sp.support)
-                 for w, (_, g), sp in zip(words, groups, spans or [None] * len(words))]
-        return words, feats
+        if spans is None:
+            return words, [None] * len(words)
+        fs, shift, t0 = self.frame_seconds, self.word_time_shift, s.segment_start
+        aligned = []
+        for w, sp in zip(words, spans):
+            start = max(t0 * fs, (t0 + sp.start) * fs + shift.start)  # never before the segment
+            end = max(start + 0.01, (t0 + sp.end) * fs + shift.end)
+            aligned.append(replace(w, start=round(start, 3), end=round(end, 3)))
+        feats: list[list[float] | None] = [
+            word_features([e.prob for e in g], len(a.text), a.end - a.start, sp.support)
+            for a, (_, g), sp in zip(aligned, groups, spans)]
+        return (aligned if s.options.word_times == "aligned" else words), feats
 
     def decoder_of(self, s: Stream) -> str:
         return s.options.decoder or self.default_decoder
@@ -463,10 +469,11 @@ class Recogniser:
 
     def transcribe(self, audio: np.ndarray, options: DecodingOptions | None = None,
                    chunk_samples: int | None = None, endpoints: bool = True,
-                   features: list[list[float]] | None = None) -> list[Word]:
+                   features: list[list[float] | None] | None = None) -> list[Word]:
         """Stream a whole signal through one stream as the server does (chunks of
         `chunk_samples`, segments closed at endpoints); returns every final word. `features`:
-        a list that receives each final word's confidence features (decoding/confidence.py)."""
+        a list that receives each final word's confidence features (decoding/confidence.py;
+        None for a word of a segment that could not be aligned)."""
         s = self.new_stream(options)
         step = chunk_samples or int(s.chunk_seconds * self.sample_rate)
         words: list[Word] = []

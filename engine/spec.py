@@ -27,7 +27,7 @@ class StreamSpec:
     chunk_seconds: float | None = None  # audio per encoder step asked for; None: the model's (batch one for files)
     file: bool = False  # a whole file (REST), not a live stream: decoded with the model's batch chunk
     alternatives: int = 0  # n-best hypotheses on each final (0: none)
-    word_times: str = "aligned"  # finals' word times: "aligned" (decoding/alignment.py) | "emission"
+    word_times: str | None = None  # finals' word times asked for: "aligned" | "emission"; None: the model's default
 
     @property
     def geometry_array(self) -> np.ndarray | None:

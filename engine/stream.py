@@ -111,7 +111,7 @@ class EngineStream:
         chunk = spec.chunk_seconds if spec.chunk_seconds is not None else (rec.batch_chunk_seconds if spec.file else None)
         options, self.decoding = rec.plan(spec.hotwords, spec.hotword_boost, spec.search, chunk,
                                           spec.alternatives)  # what is applied, for `ready`
-        if options.word_times != spec.word_times:
+        if spec.word_times is not None and options.word_times != spec.word_times:
             options = replace(options, word_times=spec.word_times)
         self.rs: RecogniserStream = rec.new_stream(options)
         self.asr_resampler = StreamingResampler(spec.sample_rate, rec.sample_rate)

@@ -225,7 +225,7 @@ def parse_start(msg: dict[str, Any]) -> StreamSpec:
         search=parse_search(options.get("search")),
         chunk_seconds=parse_chunk_seconds(options.get("chunk_seconds")),
         alternatives=_int(options.get("alternatives", 0), "options.alternatives", 0, MAX_ALTERNATIVES),
-        word_times=parse_word_times(options.get("word_times", "aligned")),
+        word_times=None if options.get("word_times") is None else parse_word_times(options["word_times"]),
     )
 
 

@@ -64,7 +64,7 @@ def test_parse_start_accepts_presets_geometry_and_defaults():
     assert spec.hotwords == ("KALMAN FILTER", "SEVEN MICS")  # normalised like the model's text
     spec = parse_start({"type": "start", "sample_rate": 16000})
     assert (spec.channels, spec.encoding, spec.geometry, spec.diarisation, spec.channel) == (1, "pcm_s16le", None, False, "mean")
-    assert spec.word_times == "aligned"
+    assert spec.word_times is None  # the model's default (aligned)
     assert parse_start({"type": "start", "sample_rate": 16000, "options": {"word_times": "emission"}}).word_times == "emission"
     spec = parse_start({"type": "start", "sample_rate": 8000, "channels": 2,
                         "array": [[-0.05, 0, 0], [0.05, 0, 0]], "options": {"channel": 1, "diarisation": False}})

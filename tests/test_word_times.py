@@ -46,7 +46,7 @@ def test_aligned_times_fall_inside_the_words_on_real_speech(rec, name):  # noqa:
     x = clip(name)
     ref, method = sphinx_align(reference(name), x)
     assert method == "pocketsphinx"
-    errors = {}
+    errors, confs = {}, {}
     for how in ("aligned", "emission"):
         words = rec.transcribe(x, DecodingOptions.from_dict({"word_times": how}, base=rec.options), chunk_samples=1600)
         assert all(0 <= w.start < w.end for w in words) and [w.start for w in words] == sorted(w.start for w in words)
@@ -57,7 +57,9 @@ def test_aligned_times_fall_inside_the_words_on_real_speech(rec, name):  # noqa:
             for w, r in hits:  # the word's middle lies inside the reference word, give or take a frame
                 assert r.start - 0.06 <= (w.start + w.end) / 2 <= r.end + 0.06, (w, r)
         errors[how] = statistics.fmean(abs(w.start - r.start) + abs(w.end - r.end) for w, r in hits)
+        confs[how] = [w.conf for w in words]
     assert errors["aligned"] < errors["emission"], errors
+    assert confs["aligned"] == confs["emission"]  # which times are reported does not move the confidence
 
 
 def test_the_confidence_model_round_trips_and_refuses_other_features():

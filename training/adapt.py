@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     folder, manifest = ModelStore(args.store).resolve(*split_ref(args.model))
+    if not (folder / LEXICON_FILE).is_file():
+        raise SystemExit(f"{args.model} has no lexicon ({LEXICON_FILE}); adapt a version that ships one (default/10 on)")
+    lm = folder / "lm.pt"
     model, blob = load_checkpoint(folder / "model.pt")
     from decoding.tokenizer import Tokenizer
 
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
               "history": history}
     (work / "adaptation.json").write_text(json.dumps(record, indent=2) + "\n")
     out = package(ckpt, args.name, args.version, {"adaptation": {k: v for k, v in record.items() if k != "history"}},
-                  store_root=args.store, half=True, decoding=extra.get("decoding"), lm=folder / "lm.pt",
+                  store_root=args.store, half=True, decoding=extra.get("decoding"), lm=lm if lm.is_file() else None,
                   base=f"{manifest.name}/{manifest.version}", lexicon=lexicon,
                   batch_chunk_seconds=extra.get("batch_chunk_seconds"), word_time_shift=shift, confidence=conf,
                   description=args.description or f"{manifest.name}/{manifest.version} adapted by ILMA to the text of "

@@ -64,11 +64,13 @@ def decode_set(rec, manifest: str, limit: int = 0) -> Decodes:
         feats: list[list[float]] = []
         audio = load_audio(str(resolve_audio(r, manifest)), 16000).numpy()
         words = rec.transcribe(audio, rec.options, chunk_samples=1600, features=feats)
-        ys += label_words(r.text.split(), [w.text for w in words])
-        xs += feats
-        raw += [math.exp(f[0]) for f in feats]
-        spk += [r.speaker or r.id] * len(words)
-        utt += [r.id] * len(words)
+        keep = [i for i, f in enumerate(feats) if f is not None]  # unaligned words keep their posterior
+        labels = label_words(r.text.split(), [w.text for w in words])
+        ys += [labels[i] for i in keep]
+        xs += [feats[i] for i in keep]
+        raw += [math.exp(feats[i][0]) for i in keep]
+        spk += [r.speaker or r.id] * len(keep)
+        utt += [r.id] * len(keep)
     return Decodes(np.array(xs, dtype=np.float64).reshape(-1, 6), np.array(ys), np.array(raw), spk, utt)
 
 
@@ -153,6 +155,9 @@ def run(args: argparse.Namespace) -> dict:
         held[Path(path).parent.name] = decode_set(rec, path, args.limit)
     metrics, plots = {}, {}
     for name, d in held.items():
+        if len(set(d.y.tolist())) < 2:
+            log.warning("%s: %d words, all of one class: no AUC or NCE to measure", name, len(d.y))
+            continue
         cal = np.array([model.predict(list(x)) for x in d.x])
         metrics[name] = {"raw": scores(d.y, d.raw), "calibrated": scores(d.y, cal)}
         plots[name] = (d.y, d.raw, cal)
