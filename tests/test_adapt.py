@@ -12,6 +12,7 @@ import torch
 from decoding.tokenizer import Tokenizer
 from tests.test_compression import small_whisper
 from training.adapt import IlmaConfig, domain_sentences, ilm_losses, ilma
+from training.lm import pad_batch
 
 REPO = Path(__file__).resolve().parent.parent
 TEXT = [
@@ -22,20 +23,11 @@ TEXT = [
 ] * 6
 
 
-def _batch(tok, sentences):
-    enc = [tok.encode(s) for s in sentences]
-    lengths = torch.tensor([len(e) for e in enc])
-    targets = torch.zeros(len(enc), int(lengths.max()), dtype=torch.long)
-    for i, e in enumerate(enc):
-        targets[i, : len(e)] = torch.tensor(e)
-    return targets, lengths
-
-
 def test_ilma_learns_the_domain_text_and_leaves_the_acoustic_side_alone():
     tok = Tokenizer.load(REPO / "store" / "default" / "11" / "tokenizer.model")
     model = small_whisper(vocab=tok.vocab_size)
     before = copy.deepcopy(model)
-    targets, lengths = _batch(tok, TEXT[:4])
+    targets, lengths = pad_batch([tok.encode(s) for s in TEXT[:4]])
     ce0, kl0 = ilm_losses(model, before, targets, lengths)
     assert kl0.abs() < 1e-5  # an unchanged model: no divergence from itself
     history = ilma(model, tok, TEXT, IlmaConfig(steps=200, batch=8, lr=5e-3, kl_weight=0.2))

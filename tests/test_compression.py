@@ -379,12 +379,12 @@ def test_distilling_an_lm_pulls_it_towards_its_teacher():
     """`distill_loss` at weight 0 is the cross-entropy; at weight 1 a few updates bring a student's
     next-token distributions closer to the teacher's (training/lm.py's --teacher)."""
     from models.lm import LMConfig, TokenLM
-    from training.lm import _batch
+    from training.lm import pad_batch
 
     torch.manual_seed(4)
     teacher = TokenLM(LMConfig(vocab_size=20, embed_dim=16, hidden_dim=32, dropout=0.0)).eval()
     student = TokenLM(LMConfig(vocab_size=20, embed_dim=16, hidden_dim=8, dropout=0.0))
-    x, lens = _batch(_text(16, 20, seed=1))
+    x, lens = pad_batch(_text(16, 20, seed=1))
     assert torch.allclose(student.distill_loss(x, lens, teacher, 0.0), student.loss(x, lens))
     before = student.distill_loss(x, lens, teacher, 1.0).item()
     opt = torch.optim.Adam(student.parameters(), lr=1e-2)

@@ -8,23 +8,16 @@ import torch
 
 from decoding.ngram import NgramLM
 from models.lm import LMConfig, TokenLM, load_lm, save_lm
+from training.lm import pad_batch
 
 CORPUS = [[1, 2, 3, 4], [1, 2, 5], [6, 7, 8, 9, 3], [1, 2, 3, 4, 5], [6, 7, 2]]
-
-
-def _batch(seqs):
-    lens = torch.tensor([len(s) for s in seqs])
-    x = torch.zeros(len(seqs), int(lens.max()), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)] = torch.tensor(s)
-    return x, lens
 
 
 def test_lm_loss_falls_in_a_few_steps():
     torch.manual_seed(0)
     lm = TokenLM(LMConfig(vocab_size=10, embed_dim=16, hidden_dim=32, dropout=0.0))
     opt = torch.optim.Adam(lm.parameters(), lr=1e-2)
-    x, lens = _batch(CORPUS)
+    x, lens = pad_batch(CORPUS)
     losses = []
     for _ in range(30):
         loss = lm.loss(x, lens)
@@ -47,7 +40,7 @@ def test_step_view_matches_full_sequence(tmp_path):
         total += float(logp[0, t])
         logp, state = lm.step(torch.tensor([t]), state)
     total += float(logp[0, lm.config.bos_eos])
-    x, lens = _batch([seq])
+    x, lens = pad_batch([seq])
     assert math.isclose(total, float(lm.sentence_logprob(x, lens)[0]), abs_tol=1e-4)
 
 

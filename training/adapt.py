@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from training.lm import pad_batch
+
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ("ilma",)
@@ -84,10 +86,7 @@ def ilma(model, tok, sentences: list[str], cfg: IlmaConfig) -> list[dict]:
     history = []
     for step in range(1, cfg.steps + 1):
         batch = rng.sample(encoded, min(cfg.batch, len(encoded)))
-        lengths = torch.tensor([len(e) for e in batch])
-        targets = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
-        for i, e in enumerate(batch):
-            targets[i, : len(e)] = torch.tensor(e)
+        targets, lengths = pad_batch(batch)
         ce, kl = ilm_losses(model, frozen, targets, lengths)
         loss = (1 - cfg.kl_weight) * ce + cfg.kl_weight * kl
         opt.zero_grad(set_to_none=True)

@@ -104,7 +104,8 @@ def pieces(tok: Tokenizer, sentences: list[str]) -> list[list[int]]:
     return [[t - 1 for t in tok.encode(s)] for s in sentences]
 
 
-def _batch(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, U) zero-padded ids and (B,) lengths of token sequences."""
     lens = torch.tensor([len(s) for s in seqs])
     x = torch.zeros(len(seqs), max(1, int(lens.max())), dtype=torch.long)
     for i, s in enumerate(seqs):
@@ -117,7 +118,7 @@ def perplexity(model: TokenLM, seqs: list[list[int]], batch: int = 128) -> float
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(seqs), batch):
-        x, lens = _batch(seqs[i : i + batch])
+        x, lens = pad_batch(seqs[i : i + batch])
         total -= float(model.sentence_logprob(x, lens).sum())
         n += int(lens.sum()) + len(lens)
     model.train()
@@ -156,7 +157,7 @@ def train_lstm(recipe: LMRecipe, train: list[list[int]], dev: list[list[int]], v
     while True:
         rng.shuffle(batches)
         for b in batches:
-            x, lens = _batch([train[i] for i in b])
+            x, lens = pad_batch([train[i] for i in b])
             loss = model.loss(x, lens) if teacher is None else model.distill_loss(x, lens, teacher, recipe.distill_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
